@@ -1,0 +1,26 @@
+"""ghostwrite.model: the GPT, its tokenizer, model files, cached inference and search.
+
+Importing this package loads OpenBLAS for MLX first (see ``backend``); the inference path
+(``Completer``) needs only numpy.
+"""
+
+from . import backend  # noqa: F401  (must precede any mlx.core import)
+from .completer import Completer
+from .config import PRESETS, GPTConfig
+from .files import ModelFileError, ModelFiles, load_model, resolve_model_dir, save_model
+from .search import Completion, SearchOptions, make_sampler, search
+
+__all__ = [
+    "PRESETS",
+    "Completer",
+    "Completion",
+    "GPTConfig",
+    "ModelFileError",
+    "ModelFiles",
+    "SearchOptions",
+    "load_model",
+    "make_sampler",
+    "resolve_model_dir",
+    "save_model",
+    "search",
+]

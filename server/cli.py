@@ -1,0 +1,117 @@
+"""The ``ghostwrite`` command: a thin dispatcher over the model, training and server packages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ghostwrite.model import files
+from ghostwrite.model.search import STOP_RULES, SearchOptions
+
+DEFAULTS = SearchOptions()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line reason for bad flags (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model directory, or 'bundled' / 'personal' "
+        "(default: $GHOSTWRITE_MODEL, else your trained model, else the bundled one)",
+    )
+
+
+def load_or_exit(name: str | None) -> files.ModelFiles:
+    try:
+        return files.load_model(files.resolve_model_dir(name))
+    except files.ModelFileError as err:
+        sys.exit(f"ghostwrite: cannot load model: {err}")
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from ghostwrite.model.completer import Completer
+
+    text = sys.stdin.read() if args.text == "-" else args.text
+    options = SearchOptions(
+        max_chars=args.max_chars,
+        stop=args.stop,
+        candidates=args.candidates,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    completions = Completer(load_or_exit(args.model)).complete(text, options)
+    if args.json:
+        print(json.dumps([{"text": c.text, "probability": c.probability} for c in completions]))
+    else:
+        for completion in completions:
+            print(completion.text if len(completions) == 1 else f"{completion.probability:.3f}\t{completion.text!r}")
+    return 0 if completions else 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    model = load_or_exit(args.dir)
+    info = {"path": str(model.path), "config": model.config.to_dict(), "card": model.card}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"model: {model.path}")
+    print("config: " + ", ".join(f"{k}={v}" for k, v in model.config.to_dict().items()))
+    for key, value in model.card.items():
+        rendered = json.dumps(value) if isinstance(value, (dict, list)) else value
+        print(f"{key}: {rendered}")
+    return 0
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="ghostwrite",
+        description="Local inline text completion from a tiny character-level GPT.",
+    )
+    parser.add_argument("--version", action="version", version=files.version())
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    complete = commands.add_parser("complete", help="print likely continuations of a text")
+    add_model_argument(complete)
+    complete.add_argument("text", help="the text to continue ('-' reads stdin)")
+    complete.add_argument("--max-chars", type=positive_int, default=DEFAULTS.max_chars)
+    complete.add_argument("--candidates", type=positive_int, default=DEFAULTS.candidates)
+    complete.add_argument("--stop", choices=STOP_RULES, default=DEFAULTS.stop)
+    complete.add_argument("--temperature", type=float, default=DEFAULTS.temperature,
+                          help="0 (default) is deterministic beam search")
+    complete.add_argument("--seed", type=int, default=None)
+    complete.add_argument("--json", action="store_true", help="print JSON with probabilities")
+    complete.set_defaults(func=cmd_complete)
+
+    info = commands.add_parser("info", help="print a model's card")
+    info.add_argument("dir", nargs="?", default=None, help="model directory (default: as serve)")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
