@@ -4,7 +4,7 @@ Importing this package loads OpenBLAS for MLX first (see ``backend``); the infer
 (``Completer``) needs only numpy.
 """
 
-from . import backend  # noqa: F401  (must precede any mlx.core import)
+from . import backend  # noqa: F401  (first: OpenBLAS must load before any mlx.core import)
 from .completer import Completer
 from .config import PRESETS, GPTConfig
 from .files import ModelFileError, ModelFiles, load_model, resolve_model_dir, save_model

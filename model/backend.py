@@ -90,8 +90,7 @@ def enable_native_jit() -> bool:
     bin_dir.mkdir(parents=True, exist_ok=True)
     wrapper = bin_dir / "g++"
     script = (
-        "#!/bin/sh\n"
-        f'exec "{real_gxx}" "$@" -O3 -march=native -fno-math-errno -fno-trapping-math\n'
+        f'#!/bin/sh\nexec "{real_gxx}" "$@" -O3 -march=native -fno-math-errno -fno-trapping-math\n'
     )
     if not wrapper.exists() or wrapper.read_text() != script:
         tmp = wrapper.with_suffix(f".{os.getpid()}.tmp")

@@ -32,7 +32,7 @@ class Completer:
         self.tokens_computed = 0  # positions run through the model (for tests and benchmarks)
 
     @property
-    def config(self):  # noqa: ANN201
+    def config(self):
         return self.decoder.config
 
     def prepare(self, tokens: np.ndarray, room: int) -> np.ndarray | None:

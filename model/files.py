@@ -165,7 +165,7 @@ def read_meta(directory: Path | str) -> dict[str, Any]:
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
             meta_path,
-            f"format version {meta.get('format_version')!r}; this ghostwrite reads {FORMAT_VERSION}",
+            f"format version {meta.get('format_version')!r}, expected {FORMAT_VERSION}",
         )
     tok = meta.get("tokenizer")
     if tok != {"type": tokenizer.NAME, "vocab_size": tokenizer.VOCAB_SIZE}:

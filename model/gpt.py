@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import math
 
+import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
 
-from . import backend  # noqa: F401  (OpenBLAS must be loaded before mlx.core)
-
-import mlx.core as mx  # noqa: E402
-import mlx.nn as nn  # noqa: E402
-from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402
-
-from .config import GPTConfig  # noqa: E402
+from .config import GPTConfig
 
 GELU_COEFF = math.sqrt(2.0 / math.pi)
 
@@ -102,7 +99,7 @@ class GPT(nn.Module):
     def __call__(self, tokens: mx.array) -> mx.array:
         """tokens (B, T) int -> logits (B, T, vocab). T must not exceed ctx_len."""
         T = tokens.shape[1]
-        if T > self.cfg.ctx_len:
+        if self.cfg.ctx_len < T:
             # MLX does not bounds-check: a position past ctx_len would read out of bounds.
             raise ValueError(f"sequence of {T} exceeds the context length {self.cfg.ctx_len}")
         x = self.wte(tokens) + self.wpe.weight[:T]  # (B, T, C)
@@ -123,7 +120,9 @@ def cross_entropy(model: GPT, inputs: mx.array, targets: mx.array) -> mx.array:
 
 def weights_to_numpy(model: GPT) -> dict[str, np.ndarray]:
     """Parameters by name (``blocks.0.attn.qkv.weight``...) as float32 numpy arrays."""
-    return {name: np.array(value, dtype=np.float32) for name, value in tree_flatten(model.parameters())}
+    return {
+        name: np.array(value, dtype=np.float32) for name, value in tree_flatten(model.parameters())
+    }
 
 
 def load_weights(model: GPT, weights: dict[str, np.ndarray]) -> GPT:

@@ -170,7 +170,9 @@ class Decoder:
         if T == 0:
             raise ValueError("forward needs at least one token")
         if start + T > cfg.ctx_len:
-            raise IndexError(f"positions {start}..{start + T} pass the context length {cfg.ctx_len}")
+            raise IndexError(
+                f"positions {start}..{start + T} pass the context length {cfg.ctx_len}"
+            )
         H, D = cfg.n_heads, cfg.head_dim
         x = self.wte[tokens] + self.wpe[start : start + T]  # (T, C)
         mask = None

@@ -60,7 +60,11 @@ def cmd_complete(args: argparse.Namespace) -> int:
         print(json.dumps([{"text": c.text, "probability": c.probability} for c in completions]))
     else:
         for completion in completions:
-            print(completion.text if len(completions) == 1 else f"{completion.probability:.3f}\t{completion.text!r}")
+            print(
+                completion.text
+                if len(completions) == 1
+                else f"{completion.probability:.3f}\t{completion.text!r}"
+            )
     return 0 if completions else 1
 
 
@@ -92,8 +96,12 @@ def build_parser() -> ArgumentParser:
     complete.add_argument("--max-chars", type=positive_int, default=DEFAULTS.max_chars)
     complete.add_argument("--candidates", type=positive_int, default=DEFAULTS.candidates)
     complete.add_argument("--stop", choices=STOP_RULES, default=DEFAULTS.stop)
-    complete.add_argument("--temperature", type=float, default=DEFAULTS.temperature,
-                          help="0 (default) is deterministic beam search")
+    complete.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULTS.temperature,
+        help="0 (default) is deterministic beam search",
+    )
     complete.add_argument("--seed", type=int, default=None)
     complete.add_argument("--json", action="store_true", help="print JSON with probabilities")
     complete.set_defaults(func=cmd_complete)

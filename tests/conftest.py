@@ -29,7 +29,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, prose: str) -> Path
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
-
     from ghostwrite.model import PRESETS, save_model, tokenizer
     from ghostwrite.model.gpt import GPT, cross_entropy, weights_to_numpy
 
@@ -48,5 +47,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, prose: str) -> Path
         optimizer.update(model, grads)
         mx.eval(model.parameters(), optimizer.state)
     directory = tmp_path_factory.mktemp("models") / "tiny"
-    save_model(directory, cfg, weights_to_numpy(model), {"corpus": {"note": "tests/conftest.py prose"}, "train_loss": loss.item()})
+    save_model(
+        directory,
+        cfg,
+        weights_to_numpy(model),
+        {"corpus": {"note": "tests/conftest.py prose"}, "train_loss": loss.item()},
+    )
     return directory
