@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+import ghostwrite.model  # noqa: F401  (first: loads OpenBLAS before any test imports mlx.core)
+
+# The shared public-domain texts live beside the project (../shared/data); tests that need them
+# skip when they are absent.
+SHARED_DATA = Path(
+    os.environ.get(
+        "GHOSTWRITE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+)
 
 # Real prose for tests that do not need the shared books (which may be absent).
 PROSE = (
@@ -29,6 +38,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, prose: str) -> Path
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
+
     from ghostwrite.model import PRESETS, save_model, tokenizer
     from ghostwrite.model.gpt import GPT, cross_entropy, weights_to_numpy
 

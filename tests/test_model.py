@@ -1,0 +1,123 @@
+"""The GPT, its numpy decoder and KV cache, and the model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from ghostwrite.model import PRESETS, Completer, GPTConfig, load_model, save_model
+from ghostwrite.model.gpt import GPT, load_weights, weights_to_numpy
+from ghostwrite.model.inference import BeamCache, Decoder
+from ghostwrite.model.tokenizer import encode
+
+CFG = GPTConfig(ctx_len=32, n_emb=32, n_heads=4, n_layers=2, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def random_model() -> GPT:
+    mx.random.seed(1)
+    model = GPT(CFG)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="module")
+def random_model_dir(random_model: GPT, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("random") / "model"
+    save_model(directory, CFG, weights_to_numpy(random_model), {"note": "random init"})
+    return directory
+
+
+def mlx_logits(model: GPT, tokens: np.ndarray) -> np.ndarray:
+    return np.array(model(mx.array(tokens[None].astype(np.int32))))[0]
+
+
+def test_forward_shapes_and_parameter_count(random_model):
+    logits = random_model(mx.zeros((3, 7), dtype=mx.int32))
+    assert logits.shape == (3, 7, CFG.vocab_size)
+    from ghostwrite.model.files import parameter_count
+
+    assert random_model.num_params() == parameter_count(CFG)
+
+
+def test_gpt2_init_scales_residual_projections():
+    mx.random.seed(0)
+    cfg = PRESETS["article"]
+    weights = weights_to_numpy(GPT(cfg))
+    residual = weights["blocks.0.mlp.proj.weight"].std()
+    assert residual == pytest.approx(0.02 / np.sqrt(2 * cfg.n_layers), rel=0.05)
+    assert weights["wte.weight"].std() == pytest.approx(0.02, rel=0.05)
+    assert not weights["blocks.1.attn.qkv.bias"].any()
+    assert np.all(weights["blocks.1.ln1.weight"] == 1)
+
+
+def test_rejects_sequences_past_the_context(random_model):
+    with pytest.raises(ValueError, match="context length"):
+        random_model(mx.zeros((1, CFG.ctx_len + 1), dtype=mx.int32))
+
+
+def test_cached_decoding_equals_full_forward(random_model, random_model_dir):
+    tokens = encode("Ca\u00eft 😀 caches\r\n equal the full pass!")[: CFG.ctx_len]
+    decoder = Decoder(load_model(random_model_dir))
+    cache = decoder.new_cache()
+    prefill = decoder.forward(cache, tokens[:9].astype(np.int64), all_logits=True)
+    steps = [
+        decoder.forward(cache, tokens[i : i + 1].astype(np.int64)) for i in range(9, len(tokens))
+    ]
+    cached = np.concatenate([prefill, np.stack(steps)])
+    np.testing.assert_allclose(cached, mlx_logits(random_model, tokens), atol=1e-4)
+
+
+def test_beam_steps_over_a_shared_prefix_equal_full_forward(random_model, random_model_dir):
+    decoder = Decoder(load_model(random_model_dir))
+    prefix_tokens = encode("shared prefix ")
+    cache = decoder.new_cache()
+    decoder.forward(cache, prefix_tokens.astype(np.int64))
+    beams = BeamCache(CFG, beams=2, steps=4)
+    branch_a, branch_b = encode("ab"), encode("xy")
+    decoder.step_beams(cache, beams, np.array([branch_a[0], branch_b[0]]))
+    logits = decoder.step_beams(cache, beams, np.array([branch_a[1], branch_b[1]]))
+    for row, branch in enumerate((branch_a, branch_b)):
+        full = mlx_logits(random_model, np.concatenate([prefix_tokens, branch]))[-1]
+        np.testing.assert_allclose(logits[row], full, atol=1e-4)
+
+
+def test_cache_rollback_and_extension_equal_fresh_prefill(random_model, random_model_dir):
+    model_files = load_model(random_model_dir)
+    warm = Completer(model_files)
+    warm.prepare(encode("hello world"), room=8)
+    computed = warm.tokens_computed
+    extended = warm.prepare(encode("hello world!"), room=8)
+    assert warm.tokens_computed - computed == 1  # one typed character, one model step
+    edited = warm.prepare(encode("hello there"), room=8)  # rolled back to "hello "
+    fresh = Completer(model_files)
+    np.testing.assert_allclose(edited, fresh.prepare(encode("hello there"), room=8), atol=1e-5)
+    np.testing.assert_allclose(extended, fresh.prepare(encode("hello world!"), room=8), atol=1e-5)
+
+
+def test_long_texts_slide_the_window_without_passing_the_context(random_model, random_model_dir):
+    completer = Completer(load_model(random_model_dir))
+    text = "".join(chr(ord("a") + i % 26) for i in range(200))
+    for end in range(1, len(text)):
+        logits = completer.prepare(encode(text[:end]), room=8)
+        assert completer.cache.length <= CFG.ctx_len - 8
+        assert np.all(np.isfinite(logits))
+    window = encode(text)[completer.window_start : len(text) - 1]
+    expected = mlx_logits(random_model, window)[-1]
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_float16_round_trip_keeps_predictions(random_model, tmp_path):
+    weights = weights_to_numpy(random_model)
+    save_model(tmp_path / "half", CFG, weights, dtype=np.float16)
+    loaded = load_model(tmp_path / "half")
+    assert loaded.weights["wte.weight"].dtype == np.float32
+    np.testing.assert_allclose(loaded.weights["wte.weight"], weights["wte.weight"], atol=1e-3)
+    reloaded = load_weights(GPT(CFG), loaded.weights)
+    tokens = encode("round trip")
+    np.testing.assert_allclose(
+        mlx_logits(reloaded, tokens), mlx_logits(random_model, tokens), atol=1e-2
+    )
