@@ -104,4 +104,7 @@ def enable_native_jit() -> bool:
     return True
 
 
+# Interactive inference runs with one BLAS thread (numpy's and MLX's OpenBLAS both read this at
+# load time); training raises MLX's count explicitly with ``set_blas_threads``.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 preload_openblas()

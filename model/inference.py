@@ -20,11 +20,12 @@ GELU_COEFF = math.sqrt(2.0 / math.pi)
 LN_EPS = 1e-5  # mlx.nn.LayerNorm's default
 
 
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    centered = x - x.mean(axis=-1, keepdims=True)
-    variance = np.mean(centered * centered, axis=-1, keepdims=True)
-    y = centered * (weight / np.sqrt(variance + LN_EPS))
-    return y if bias is None else y + bias
+def normalize(x: np.ndarray) -> np.ndarray:
+    """LayerNorm without its affine part, which ``Decoder`` folds into the next matmul."""
+    inv_n = 1.0 / x.shape[-1]
+    centered = x - np.add.reduce(x, axis=-1, keepdims=True) * inv_n
+    variance = np.add.reduce(centered * centered, axis=-1, keepdims=True) * inv_n
+    return centered / np.sqrt(variance + LN_EPS)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
@@ -43,24 +44,17 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Layer:
-    ln1_w: np.ndarray
-    ln1_b: np.ndarray | None
-    qkv_w: np.ndarray  # (C, 3C): pre-transposed so x @ w needs no copy
-    qkv_b: np.ndarray | None
+    """One block's weights, pre-transposed (``x @ w``) with each LayerNorm's scale and shift
+    folded into the matmul after it, and the attention scale folded into the queries."""
+
+    qkv_w: np.ndarray  # (C, 3C)
+    qkv_b: np.ndarray  # (3C,)
     proj_w: np.ndarray  # (C, C)
-    proj_b: np.ndarray | None
-    ln2_w: np.ndarray
-    ln2_b: np.ndarray | None
+    proj_b: np.ndarray
     fc_w: np.ndarray  # (C, 4C)
-    fc_b: np.ndarray | None
+    fc_b: np.ndarray
     out_w: np.ndarray  # (4C, C)
-    out_b: np.ndarray | None
-
-
-def _add(x: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    if bias is not None:
-        x += bias
-    return x
+    out_b: np.ndarray
 
 
 class KVCache:
@@ -114,53 +108,61 @@ class BeamCache:
 
 
 class Decoder:
-    """The GPT forward pass in numpy, float32, for one sequence or a batch of beams."""
+    """The GPT forward pass in numpy, float32, for one sequence or a batch of beams.
+
+    At batch 1 each numpy call costs microseconds of overhead, more than its arithmetic, so the
+    step uses as few calls as it can: folded LayerNorms, ``np.dot`` for 2-D products (cheaper to
+    dispatch than ``@`` here)."""
 
     def __init__(self, model: ModelFiles) -> None:
         cfg = model.config
-        w = model.weights
+        w = {k: np.asarray(v, dtype=np.float64) for k, v in model.weights.items()}
         self.config = cfg
-        self.scale = 1.0 / math.sqrt(cfg.head_dim)
+        C = cfg.n_emb
 
-        def get(name: str) -> np.ndarray | None:
-            return np.ascontiguousarray(w[name], dtype=np.float32) if name in w else None
+        def linear(name: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+            """MLX Linear (out, in) -> (in, out) matrix and a bias (zeros without biases)."""
+            return w[f"{name}.weight"].T, w.get(f"{name}.bias", np.zeros(width))
 
-        def matrix(name: str) -> np.ndarray:
-            return np.ascontiguousarray(w[name].T, dtype=np.float32)
+        def after_norm(norm: str, matrix: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, ...]:
+            """Fold LayerNorm's affine part: (xhat * g + b) @ W + c = xhat @ (g W) + (b W + c)."""
+            gain = w[f"{norm}.weight"]
+            shift = w.get(f"{norm}.bias", np.zeros(C))
+            return gain[:, None] * matrix, shift @ matrix + bias
 
-        self.wte = get("wte.weight")
-        self.wpe = get("wpe.weight")
-        self.layers = [
-            Layer(
-                ln1_w=get(f"blocks.{i}.ln1.weight"),
-                ln1_b=get(f"blocks.{i}.ln1.bias"),
-                qkv_w=matrix(f"blocks.{i}.attn.qkv.weight"),
-                qkv_b=get(f"blocks.{i}.attn.qkv.bias"),
-                proj_w=matrix(f"blocks.{i}.attn.proj.weight"),
-                proj_b=get(f"blocks.{i}.attn.proj.bias"),
-                ln2_w=get(f"blocks.{i}.ln2.weight"),
-                ln2_b=get(f"blocks.{i}.ln2.bias"),
-                fc_w=matrix(f"blocks.{i}.mlp.fc.weight"),
-                fc_b=get(f"blocks.{i}.mlp.fc.bias"),
-                out_w=matrix(f"blocks.{i}.mlp.proj.weight"),
-                out_b=get(f"blocks.{i}.mlp.proj.bias"),
+        def f32(*arrays: np.ndarray) -> list[np.ndarray]:
+            return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+
+        query_scale = np.ones(3 * C)
+        query_scale[:C] = 1.0 / math.sqrt(cfg.head_dim)
+        self.layers = []
+        for i in range(cfg.n_layers):
+            p = f"blocks.{i}."
+            qkv_w, qkv_b = after_norm(p + "ln1", *linear(p + "attn.qkv", 3 * C))
+            fc_w, fc_b = after_norm(p + "ln2", *linear(p + "mlp.fc", 4 * C))
+            self.layers.append(
+                Layer(
+                    *f32(qkv_w * query_scale, qkv_b * query_scale),
+                    *f32(*linear(p + "attn.proj", C)),
+                    *f32(fc_w, fc_b),
+                    *f32(*linear(p + "mlp.proj", C)),
+                )
             )
-            for i in range(cfg.n_layers)
-        ]
-        self.ln_f_w = get("ln_f.weight")
-        self.ln_f_b = get("ln_f.bias")
-        self.lm_head = matrix("lm_head.weight")  # (C, V)
+        self.wte, self.wpe = f32(w["wte.weight"], w["wpe.weight"])
+        self.head_w, self.head_b = f32(
+            *after_norm("ln_f", w["lm_head.weight"].T, np.zeros(cfg.vocab_size))
+        )
 
     def new_cache(self) -> KVCache:
         return KVCache(self.config)
 
-    def _mlp(self, layer: Layer, x: np.ndarray) -> np.ndarray:
-        h = layer_norm(x, layer.ln2_w, layer.ln2_b)
-        h = gelu(_add(h @ layer.fc_w, layer.fc_b))
-        return _add(h @ layer.out_w, layer.out_b)
+    @staticmethod
+    def _mlp(layer: Layer, x: np.ndarray) -> np.ndarray:
+        h = gelu(np.dot(normalize(x), layer.fc_w) + layer.fc_b)
+        return np.dot(h, layer.out_w) + layer.out_b
 
     def _head(self, x: np.ndarray) -> np.ndarray:
-        return layer_norm(x, self.ln_f_w, self.ln_f_b) @ self.lm_head
+        return np.dot(normalize(x), self.head_w) + self.head_b
 
     def forward(self, cache: KVCache, tokens: np.ndarray, all_logits: bool = False) -> np.ndarray:
         """Append ``tokens`` (T,) to ``cache``; logits (V,) of the last one, or (T, V)."""
@@ -170,23 +172,21 @@ class Decoder:
         if T == 0:
             raise ValueError("forward needs at least one token")
         if start + T > cfg.ctx_len:
-            raise IndexError(
-                f"positions {start}..{start + T} pass the context length {cfg.ctx_len}"
-            )
+            raise IndexError(f"positions up to {start + T} pass the context length {cfg.ctx_len}")
         H, D = cfg.n_heads, cfg.head_dim
         x = self.wte[tokens] + self.wpe[start : start + T]  # (T, C)
         mask = None
         if T > 1:  # position start+i may see keys up to start+i
             mask = np.triu(np.full((T, start + T), -np.inf, dtype=np.float32), k=start + 1)
         for i, layer in enumerate(self.layers):
-            h = layer_norm(x, layer.ln1_w, layer.ln1_b)
-            qkv = _add(h @ layer.qkv_w, layer.qkv_b).reshape(T, 3, H, D).transpose(1, 2, 0, 3)
-            keys, values = cache.update_and_fetch(i, qkv[1], qkv[2])  # (H, S, D)
-            scores = (qkv[0] @ keys.transpose(0, 2, 1)) * self.scale  # (H, T, S)
+            qkv = np.dot(normalize(x), layer.qkv_w) + layer.qkv_b
+            q, k, v = qkv.reshape(T, 3, H, D).transpose(1, 2, 0, 3)  # 3 x (H, T, D)
+            keys, values = cache.update_and_fetch(i, k, v)  # (H, S, D)
+            scores = q @ keys.transpose(0, 2, 1)  # (H, T, S)
             if mask is not None:
                 scores += mask
             y = (softmax(scores) @ values).transpose(1, 0, 2).reshape(T, cfg.n_emb)  # (T, C)
-            x = x + _add(y @ layer.proj_w, layer.proj_b)
+            x = x + (np.dot(y, layer.proj_w) + layer.proj_b)
             x = x + self._mlp(layer, x)
         cache.commit(T)
         return self._head(x if all_logits else x[-1])
@@ -201,18 +201,16 @@ class Decoder:
             raise IndexError(f"position {P + s} passes the context length {cfg.ctx_len}")
         x = self.wte[tokens] + self.wpe[P + s]  # (B, C)
         for i, layer in enumerate(self.layers):
-            h = layer_norm(x, layer.ln1_w, layer.ln1_b)
-            qkv = _add(h @ layer.qkv_w, layer.qkv_b).reshape(B, 3, H, 1, D)
+            qkv = (np.dot(normalize(x), layer.qkv_w) + layer.qkv_b).reshape(B, 3, H, 1, D)
             q = qkv[:, 0]  # (B, H, 1, D)
             beams.keys[i, :B, :, s] = qkv[:, 1, :, 0]
             beams.values[i, :B, :, s] = qkv[:, 2, :, 0]
-            own_keys = beams.keys[i, :B, :, : s + 1]  # (B, H, s+1, D)
-            own_values = beams.values[i, :B, :, : s + 1]
             shared = q @ prefix.keys[i, :, :P].transpose(0, 2, 1)  # (B, H, 1, P)
-            own = q @ own_keys.transpose(0, 1, 3, 2)  # (B, H, 1, s+1)
-            weights = softmax(np.concatenate([shared, own], axis=-1) * self.scale)
-            y = weights[..., :P] @ prefix.values[i, :, :P] + weights[..., P:] @ own_values
-            x = x + _add(y.reshape(B, cfg.n_emb) @ layer.proj_w, layer.proj_b)
+            own = q @ beams.keys[i, :B, :, : s + 1].transpose(0, 1, 3, 2)  # (B, H, 1, s+1)
+            weights = softmax(np.concatenate([shared, own], axis=-1))
+            y = weights[..., :P] @ prefix.values[i, :, :P]
+            y += weights[..., P:] @ beams.values[i, :B, :, : s + 1]  # (B, H, 1, D)
+            x = x + (np.dot(y.reshape(B, cfg.n_emb), layer.proj_w) + layer.proj_b)
             x = x + self._mlp(layer, x)
         beams.length += 1
         return self._head(x)

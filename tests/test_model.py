@@ -90,19 +90,21 @@ def test_cache_rollback_and_extension_equal_fresh_prefill(random_model, random_m
     warm = Completer(model_files)
     warm.prepare(encode("hello world"), room=8)
     computed = warm.tokens_computed
-    extended = warm.prepare(encode("hello world!"), room=8)
+    extended = warm.prepare(encode("hello world!"), room=8)[-1]
     assert warm.tokens_computed - computed == 1  # one typed character, one model step
-    edited = warm.prepare(encode("hello there"), room=8)  # rolled back to "hello "
+    edited = warm.prepare(encode("hello there"), room=8)[-1]  # rolled back to "hello "
     fresh = Completer(model_files)
-    np.testing.assert_allclose(edited, fresh.prepare(encode("hello there"), room=8), atol=1e-5)
-    np.testing.assert_allclose(extended, fresh.prepare(encode("hello world!"), room=8), atol=1e-5)
+    np.testing.assert_allclose(edited, fresh.prepare(encode("hello there"), room=8)[-1], atol=1e-5)
+    np.testing.assert_allclose(
+        extended, fresh.prepare(encode("hello world!"), room=8)[-1], atol=1e-5
+    )
 
 
 def test_long_texts_slide_the_window_without_passing_the_context(random_model, random_model_dir):
     completer = Completer(load_model(random_model_dir))
     text = "".join(chr(ord("a") + i % 26) for i in range(200))
     for end in range(1, len(text)):
-        logits = completer.prepare(encode(text[:end]), room=8)
+        logits = completer.prepare(encode(text[:end]), room=8)[-1]
         assert completer.cache.length <= CFG.ctx_len - 8
         assert np.all(np.isfinite(logits))
     window = encode(text)[completer.window_start : len(text) - 1]

@@ -77,3 +77,23 @@ def test_search_is_deterministic_and_the_best_beam_beats_greedy(completer):
 def test_should_stop_cuts_the_search_short(completer):
     options = SearchOptions(stop="none", max_chars=30)
     assert completer.complete("The dog", options, should_stop=lambda: True) == []
+
+
+def test_typing_along_a_suggestion_reuses_it_with_renormalised_probability(tiny_model_dir):
+    from ghostwrite.model.inference import log_softmax
+    from ghostwrite.model.tokenizer import encode
+
+    completer = Completer(load_model(tiny_model_dir))
+    text = "The fox goes home to the "
+    [first] = completer.complete(text, SearchOptions())
+    assert len(first.text) > 1
+    searches = completer.searches
+    [followed] = completer.complete(text + first.text[0], SearchOptions())
+    assert completer.searches == searches  # no new search: the rest of the suggestion stands
+    assert followed.text == first.text[1:]
+    fresh = Completer(load_model(tiny_model_dir))
+    logits = fresh.prepare(encode(text), room=32)[-1]
+    p_typed = np.exp(log_softmax(logits)[ord(first.text[0])])
+    assert followed.probability == pytest.approx(min(1.0, first.probability / p_typed), rel=1e-4)
+    completer.complete(text + "x", SearchOptions())  # diverging from the suggestion searches again
+    assert completer.searches == searches + 1
