@@ -1,0 +1,118 @@
+// The extension's logic that needs no VS Code API, kept apart so node's test runner can check it.
+
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** The configuration section shared by the extension and the language server. */
+export const SECTION = 'ghostwrite';
+
+/** Settings under `ghostwrite.server.*` start the server; they are not sent to it. */
+const CLIENT_PREFIX = `${SECTION}.server.`;
+
+/** The part of `package.json` this module reads. */
+export interface Manifest {
+  contributes: { configuration: { properties: Record<string, unknown> } };
+}
+
+/** What `WorkspaceConfiguration.inspect` reports for one key (the scopes the user can set). */
+export interface Inspected {
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+/**
+ * The server's setting names (camelCase, without the section). `package.json` is the one list;
+ * the server owns their defaults.
+ */
+export function serverSettingKeys(manifest: Manifest): string[] {
+  return Object.keys(manifest.contributes.configuration.properties)
+    .filter((key) => key.startsWith(`${SECTION}.`) && !key.startsWith(CLIENT_PREFIX))
+    .map((key) => key.slice(SECTION.length + 1));
+}
+
+/**
+ * The server settings the user set, the most specific scope winning. Unset keys are left out so
+ * that the server's defaults apply.
+ */
+export function explicitSettings(
+  keys: readonly string[],
+  inspect: (key: string) => Inspected | undefined,
+): Record<string, unknown> {
+  const settings: Record<string, unknown> = {};
+  for (const key of keys) {
+    const scopes = inspect(key);
+    const value = scopes?.workspaceFolderValue ?? scopes?.workspaceValue ?? scopes?.globalValue;
+    if (value !== undefined && value !== null) {
+      settings[key] = value;
+    }
+  }
+  return settings;
+}
+
+/** How to run the server: `ghostwrite serve`, or `python -m ghostwrite.server` when set. */
+export interface Launch {
+  command: string;
+  args: string[];
+}
+
+export class LaunchError extends Error {}
+
+function expandHome(file: string): string {
+  return file === '~' || file.startsWith('~/') ? path.join(os.homedir(), file.slice(1)) : file;
+}
+
+export function serverLaunch(commandPath: string, pythonPath: string): Launch {
+  if (pythonPath.trim() !== '') {
+    return { command: expandHome(pythonPath.trim()), args: ['-m', 'ghostwrite.server'] };
+  }
+  if (commandPath.trim() === '') {
+    throw new LaunchError(
+      'set ghostwrite.server.path (the ghostwrite command) or ghostwrite.server.pythonPath',
+    );
+  }
+  return { command: expandHome(commandPath.trim()), args: ['serve'] };
+}
+
+/** A `$/progress` value (begin, report or end). */
+export interface Progress {
+  kind: 'begin' | 'report' | 'end';
+  title?: string;
+  message?: string;
+  percentage?: number;
+}
+
+/** The model's short name for the status bar, from the server's status object. */
+export function modelLabel(status: unknown): string | undefined {
+  if (typeof status !== 'object' || status === null) {
+    return undefined;
+  }
+  const model = (status as Record<string, unknown>).model;
+  const location =
+    typeof model === 'string'
+      ? model
+      : typeof model === 'object' && model !== null
+        ? (model as Record<string, unknown>).path
+        : undefined;
+  return typeof location === 'string' && location !== '' ? path.basename(location) : undefined;
+}
+
+/** Status bar text: the training progress while it runs, else the model in use. */
+export function statusBarText(model: string | undefined, training: Progress | undefined): string {
+  if (training && training.kind !== 'end') {
+    const detail = training.message ?? training.title ?? 'training';
+    const percent = training.percentage === undefined ? '' : ` ${Math.round(training.percentage)}%`;
+    return `$(sync~spin) ghostwrite: ${detail}${percent}`;
+  }
+  return `$(pencil) ghostwrite${model ? `: ${model}` : ''}`;
+}
+
+/** The status object as `key: value` lines, nested values as JSON. */
+export function describeStatus(status: unknown): string[] {
+  if (typeof status !== 'object' || status === null) {
+    return [String(status)];
+  }
+  return Object.entries(status as Record<string, unknown>).map(
+    ([key, value]) => `${key}: ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`,
+  );
+}

@@ -1,0 +1,104 @@
+// Unit tests for the parts of the extension that run without VS Code (node --test).
+
+import * as assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import {
+  describeStatus,
+  explicitSettings,
+  LaunchError,
+  type Manifest,
+  modelLabel,
+  serverLaunch,
+  serverSettingKeys,
+  statusBarText,
+} from '../settings';
+
+const root = path.join(__dirname, '..', '..');
+const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as Manifest & {
+  contributes: { commands: { command: string }[] };
+  main: string;
+};
+
+describe('serverSettingKeys', () => {
+  it('lists the server settings from package.json, not the client-only ones', () => {
+    const keys = serverSettingKeys(manifest);
+    assert.ok(keys.includes('maxChars'));
+    assert.ok(keys.includes('debounceMs'));
+    assert.ok(!keys.some((key) => key.startsWith('server')));
+  });
+});
+
+describe('explicitSettings', () => {
+  it('keeps only values the user set, the most specific scope winning', () => {
+    const scopes: Record<string, object> = {
+      maxChars: { globalValue: 40, workspaceValue: 20 },
+      stop: { globalValue: 'word', workspaceFolderValue: 'line', workspaceValue: 'phrase' },
+      temperature: {},
+      languages: { globalValue: null },
+    };
+    const settings = explicitSettings(
+      ['maxChars', 'stop', 'temperature', 'languages', 'model'],
+      (key) => scopes[key],
+    );
+    assert.deepEqual(settings, { maxChars: 20, stop: 'line' });
+  });
+});
+
+describe('serverLaunch', () => {
+  it('runs `ghostwrite serve` from the command path', () => {
+    assert.deepEqual(serverLaunch('/opt/bin/ghostwrite', ''), {
+      command: '/opt/bin/ghostwrite',
+      args: ['serve'],
+    });
+  });
+
+  it('prefers the Python interpreter when one is set, and expands ~', () => {
+    assert.deepEqual(serverLaunch('ghostwrite', ' ~/venv/bin/python '), {
+      command: path.join(os.homedir(), 'venv/bin/python'),
+      args: ['-m', 'ghostwrite.server'],
+    });
+  });
+
+  it('explains an empty command', () => {
+    assert.throws(() => serverLaunch(' ', ''), LaunchError);
+  });
+});
+
+describe('status bar', () => {
+  it('names the model from the status object', () => {
+    assert.equal(modelLabel({ model: { path: '/home/me/.local/share/ghostwrite/model' } }), 'model');
+    assert.equal(modelLabel({ model: '/models/notes' }), 'notes');
+    assert.equal(modelLabel({ training: null }), undefined);
+    assert.equal(modelLabel(null), undefined);
+  });
+
+  it('shows training progress while it runs, then the model', () => {
+    const running = statusBarText('notes', { kind: 'report', message: 'step 30/100', percentage: 30 });
+    assert.equal(running, '$(sync~spin) ghostwrite: step 30/100 30%');
+    assert.equal(statusBarText('notes', { kind: 'end' }), '$(pencil) ghostwrite: notes');
+    assert.equal(statusBarText(undefined, undefined), '$(pencil) ghostwrite');
+  });
+
+  it('renders the status object as lines', () => {
+    assert.deepEqual(describeStatus({ model: { path: '/m' }, busy: false }), [
+      'model: {"path":"/m"}',
+      'busy: false',
+    ]);
+  });
+});
+
+describe('package.json', () => {
+  it('contributes every command the extension registers', () => {
+    const source = readFileSync(path.join(root, 'src', 'extension.ts'), 'utf8');
+    const registered = [...source.matchAll(/registerCommand\('([^']+)'/g)].map((m) => m[1]);
+    const contributed = manifest.contributes.commands.map((c) => c.command);
+    assert.deepEqual([...registered].sort(), [...contributed].sort());
+  });
+
+  it('points main at the compiled extension', () => {
+    assert.equal(path.resolve(root, manifest.main), path.join(root, 'out', 'extension.js'));
+  });
+});
