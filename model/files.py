@@ -98,8 +98,12 @@ def save_model(
     weights: dict[str, np.ndarray],
     card: dict[str, Any] | None = None,
     dtype: np.dtype | type = np.float32,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write a complete model directory atomically (a crash leaves the old one untouched)."""
+    """Write a complete model directory atomically (a crash leaves the old one untouched).
+
+    ``extra_files`` (name -> content) go into the directory too, e.g. training's metrics.jsonl.
+    """
     directory = Path(directory)
     _check_weights(directory / WEIGHTS_FILE, config, weights)
     card = dict(card or {})
@@ -119,6 +123,10 @@ def save_model(
         arrays = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in weights.items()}
         save_file(arrays, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT})
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        for name, content in (extra_files or {}).items():
+            if name in (WEIGHTS_FILE, META_FILE) or Path(name).name != name:
+                raise ValueError(f"invalid extra model file name {name!r}")
+            (staging / name).write_bytes(content)
         for name in (WEIGHTS_FILE, META_FILE):
             _fsync(staging / name)
         load_model(staging)  # never put a model in place that would not load

@@ -110,6 +110,10 @@ def build_parser() -> ArgumentParser:
     info.add_argument("dir", nargs="?", default=None, help="model directory (default: as serve)")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+
+    from ghostwrite.training.cli import register as register_training
+
+    register_training(commands)
     return parser
 
 

@@ -1,0 +1,98 @@
+"""Training settings: one dataclass holding every default (the CLI reads its defaults from here).
+
+Kept free of MLX imports so that building the ``ghostwrite`` argument parser stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROGRESS_MODES = ("auto", "bar", "plain", "json")
+
+
+@dataclass
+class TrainConfig:
+    """What to train on, how, and for how long.
+
+    Budget: training stops at the first of ``max_minutes``, ``max_steps`` and ``epochs`` that is
+    set; with none of them set it runs ``default_minutes``. The learning-rate schedule spans
+    that budget (a time budget is turned into a step count after the first timed steps).
+    """
+
+    paths: list[str] = field(default_factory=list)
+    out: Path | None = None  # None: ghostwrite.model.files.user_model_dir()
+    preset: str = "article"
+    init: str | None = None  # fine-tune from "bundled", "personal" or a model directory
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    epochs: float | None = None
+    default_minutes: float = 10.0  # what a laptop finishes "in about ten minutes"
+    resume: bool = False
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    seed: int = 1337
+    progress: str = "auto"
+
+    # Optimisation: the article's recipe (AdamW, lr 1e-3, batch 64) plus warm-up, cosine decay
+    # to min_lr_ratio * lr, gradient clipping and weight decay on matrices only.
+    batch_size: int = 64  # global: split across distributed ranks
+    learning_rate: float | None = None  # None: scratch_ or finetune_learning_rate
+    scratch_learning_rate: float = 1e-3
+    finetune_learning_rate: float = 3e-4  # gentler: a small corpus should adjust, not erase
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99  # nanoGPT's char-level setting: small batches, noisy gradients
+    grad_clip: float = 1.0
+    dropout: float | None = None  # None: the preset's (or the --init model's) dropout
+
+    # Evaluation, logging and checkpoints (in steps).
+    val_fraction: float = 0.1
+    eval_every: int = 250
+    eval_windows: int = 256  # fixed, evenly spaced validation windows
+    log_every: int = 10
+    checkpoint_every: int = 250
+    sample_chars: int = 80
+
+    # Machinery.
+    checkpoint_dir: Path | None = None  # None: "<out>.checkpoint" next to the output directory
+    token_cache: Path | None = None  # None: $XDG_CACHE_HOME/ghostwrite/tokens
+    blas_threads: int = 0  # 0: CPU cores divided by the number of ranks
+    compile: bool = True
+    command: str = ""  # the command line, for the model card
+
+    def __post_init__(self) -> None:
+        checks = {
+            "batch_size": self.batch_size >= 1,
+            "learning_rate": self.learning_rate is None or self.learning_rate > 0,
+            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
+            "warmup_steps": self.warmup_steps >= 0,
+            "weight_decay": self.weight_decay >= 0,
+            "grad_clip": self.grad_clip >= 0,
+            "val_fraction": 0 < self.val_fraction < 1,
+            "eval_every": self.eval_every >= 1,
+            "eval_windows": self.eval_windows >= 1,
+            "log_every": self.log_every >= 1,
+            "checkpoint_every": self.checkpoint_every >= 1,
+            "blas_threads": self.blas_threads >= 0,
+            "max_minutes": self.max_minutes is None or self.max_minutes > 0,
+            "max_steps": self.max_steps is None or self.max_steps >= 1,
+            "epochs": self.epochs is None or self.epochs > 0,
+            "dropout": self.dropout is None or 0 <= self.dropout < 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid training setting: {', '.join(bad)}")
+        if self.progress not in PROGRESS_MODES:
+            raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}")
+
+    @property
+    def budget_minutes(self) -> float | None:
+        """The wall-clock budget in minutes, or None when only steps or epochs bound the run."""
+        if self.max_minutes is not None:
+            return self.max_minutes
+        if self.max_steps is None and self.epochs is None:
+            return self.default_minutes
+        return None

@@ -1,0 +1,107 @@
+"""``ghostwrite eval``: how well a model predicts held-out text.
+
+Bits per character: the model's cross-entropy over the text (each position sees up to a full
+context: windows overlap by half and each position is scored once), per character.
+
+Top-1 next-word accuracy: a word counts as predicted when greedy decoding from the text before
+it would write exactly that word and then end it. Greedy decoding feeds back its own argmax, so
+that is the same as: the argmax is right at every byte of the word, and at the byte after it
+the argmax is not a word character. One forward pass over the text gives both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from ghostwrite.model.files import ModelFiles
+from ghostwrite.model.gpt import GPT, load_weights
+from ghostwrite.model.search import is_word_byte
+
+WORD_BYTE = np.array([is_word_byte(b) for b in range(256)])
+
+
+@dataclass
+class EvalResult:
+    chars: int = 0  # characters predicted (the first one of a text has no context)
+    nats: float = 0.0
+    words: int = 0
+    words_correct: int = 0
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.nats / self.chars / math.log(2) if self.chars else math.nan
+
+    @property
+    def word_accuracy(self) -> float:
+        return self.words_correct / self.words if self.words else math.nan
+
+    def __add__(self, other: EvalResult) -> EvalResult:
+        return EvalResult(
+            self.chars + other.chars,
+            self.nats + other.nats,
+            self.words + other.words,
+            self.words_correct + other.words_correct,
+        )
+
+
+def load_mlx_model(model_files: ModelFiles) -> GPT:
+    model = GPT(model_files.config)
+    load_weights(model, model_files.weights)
+    model.eval()
+    return model
+
+
+def predictions(model: GPT, tokens: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Per position t >= 1: the loss (nats) of tokens[t] and the argmax byte, each from a
+    context of up to ``ctx_len`` tokens before t."""
+    n = len(tokens)
+    length = min(model.cfg.ctx_len, n - 1)
+    stride = max(1, length // 2)
+    starts = list(range(0, n - length, stride))
+    if starts[-1] != n - 1 - length:
+        starts.append(n - 1 - length)
+    nll = np.zeros(n, dtype=np.float64)
+    best = np.zeros(n, dtype=np.int64)
+    scored_until = 0  # targets 1..scored_until are done
+    data = tokens.astype(np.int32)
+    for i in range(0, len(starts), batch):
+        chunk = np.array(starts[i : i + batch])
+        idx = chunk[:, None] + np.arange(length + 1)
+        x, y = mx.array(data[idx[:, :-1]]), mx.array(data[idx[:, 1:]])
+        logits = model(x)
+        losses = nn.losses.cross_entropy(logits, y, reduction="none")
+        argmax = mx.argmax(logits, axis=-1)
+        mx.eval(losses, argmax)
+        losses_np, argmax_np = np.array(losses), np.array(argmax)
+        for row, start in enumerate(chunk):
+            first = max(scored_until + 1, start + 1)  # target index of the first new position
+            last = start + length
+            cols = slice(first - start - 1, length)
+            nll[first : last + 1] = losses_np[row, cols]
+            best[first : last + 1] = argmax_np[row, cols]
+            scored_until = last
+    return nll, best
+
+
+def evaluate_tokens(model: GPT, tokens: np.ndarray) -> EvalResult:
+    if len(tokens) < 2:
+        return EvalResult()
+    nll, best = predictions(model, tokens)
+    is_char = (tokens[1:] & 0xC0) != 0x80
+    result = EvalResult(chars=int(is_char.sum()), nats=float(nll[1:].sum()))
+    word = WORD_BYTE[tokens]
+    starts = np.flatnonzero(word & ~np.concatenate([[False], word[:-1]]))
+    ends = np.flatnonzero(word & ~np.concatenate([word[1:], [False]])) + 1
+    right = best == tokens
+    for start, end in zip(starts, ends, strict=True):
+        if start == 0 or end >= len(tokens):
+            continue  # no context before it, or nothing after it to end the word
+        result.words += 1
+        if right[start:end].all() and not WORD_BYTE[best[end]]:
+            result.words_correct += 1
+    return result
