@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import hashlib
+import itertools
 import json
 import os
 from collections import Counter
@@ -182,7 +183,19 @@ def _candidates(
             matches = sorted(glob.glob(str(path), recursive=True))
             if not matches:
                 raise CorpusError(f"no files match {text!r}")
-            yield from _candidates(matches, exclude, skipped)
+            # Folders under the glob's fixed part follow the walking rules (`notes/**/*.md`
+            # must not reach into notes/node_modules).
+            fixed = list(itertools.takewhile(lambda p: not GLOB_CHARS & set(p), path.parts))
+            base = Path(*fixed) if fixed else Path(".")
+            for match in map(Path, matches):
+                reason = next(
+                    filter(None, (_skip_dir_reason(d) for d in match.parents if base in d.parents)),
+                    None,
+                )
+                if reason is None:
+                    yield from _candidates([match], exclude, skipped)
+                else:
+                    skipped[reason] += 1
         elif path.is_dir():
             yield from _walk(path, exclude, skipped)
         elif path.exists():
