@@ -9,10 +9,13 @@ import {
   ExecuteCommandRequest,
   LanguageClient,
   type LanguageClientOptions,
+  type ProgressToken,
   type ServerOptions,
   State,
   TransportKind,
   WorkDoneProgress,
+  WorkDoneProgressCancelNotification,
+  WorkDoneProgressCreateRequest,
 } from 'vscode-languageclient/node';
 import {
   describeStatus,
@@ -49,11 +52,17 @@ function fail(action: string, err: unknown): void {
   void vscode.window.showErrorMessage(`ghostwrite: ${action}: ${reason}`);
 }
 
-async function execute(command: string, args?: unknown[], workDoneToken?: string): Promise<unknown> {
+/** What the server's ghostwrite.train command answers. */
+interface TrainResult {
+  started: boolean;
+  message?: string;
+}
+
+async function execute(command: string, args?: unknown[]): Promise<unknown> {
   if (!client || client.state !== State.Running) {
     throw new Error('the language server is not running (see the ghostwrite output)');
   }
-  return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args, workDoneToken });
+  return client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
 }
 
 async function refreshModel(): Promise<void> {
@@ -78,33 +87,51 @@ async function showStatus(): Promise<void> {
 }
 
 async function train(): Promise<void> {
-  const c = client;
   const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
-  if (!c || folders.length === 0) {
+  if (folders.length === 0) {
     fail('train', new Error('open a folder of your writing first'));
     return;
   }
-  // Our own token, so the status bar follows this run (the server keeps reporting after the
-  // command returns, since training runs in the background).
-  const token = `ghostwrite-train-${Date.now()}`;
-  const progress = c.onProgress(WorkDoneProgress.type, token, (value) => {
-    training = value;
-    updateStatusBar();
-    if (value.kind === 'end') {
-      progress.dispose();
-      training = undefined;
-      void vscode.window.showInformationMessage(`ghostwrite: ${value.message ?? 'training done'}`);
-      void refreshModel();
-    }
-  });
   try {
-    await execute('ghostwrite.train', folders, token);
+    // Training runs in the server's background; its progress arrives through $/progress.
+    const result = (await execute('ghostwrite.train', [{ paths: folders }])) as TrainResult;
+    if (!result.started) {
+      fail('train', new Error(result.message ?? 'training did not start'));
+    }
   } catch (err) {
-    progress.dispose();
-    training = undefined;
-    updateStatusBar();
     fail('train', err);
   }
+}
+
+/**
+ * Shows a server-created progress (training) as a cancellable notification, as the client's
+ * default handler would, and in the status bar.
+ */
+function followProgress(c: LanguageClient, token: ProgressToken): void {
+  void vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: 'ghostwrite', cancellable: true },
+    (bar, cancel) =>
+      new Promise<void>((resolve) => {
+        let reported = 0;
+        cancel.onCancellationRequested(() => {
+          void c.sendNotification(WorkDoneProgressCancelNotification.type, { token });
+        });
+        const subscription = c.onProgress(WorkDoneProgress.type, token, (value) => {
+          training = value.kind === 'end' ? undefined : value;
+          updateStatusBar();
+          if (value.kind === 'end') {
+            subscription.dispose();
+            resolve();
+            void vscode.window.showInformationMessage(`ghostwrite: ${value.message ?? 'done'}`);
+            void refreshModel();
+            return;
+          }
+          const percentage = value.percentage ?? reported;
+          bar.report({ message: value.message, increment: percentage - reported });
+          reported = percentage;
+        });
+      }),
+  );
 }
 
 async function reload(): Promise<void> {
@@ -156,8 +183,13 @@ function createClient(): LanguageClient {
 
 async function start(): Promise<void> {
   try {
-    client = createClient();
-    await client.start();
+    const created = createClient();
+    client = created;
+    await created.start();
+    // Replaces the client's default progress handler (registered during start).
+    created.onRequest(WorkDoneProgressCreateRequest.type, ({ token }) =>
+      followProgress(created, token),
+    );
   } catch (err) {
     const hint =
       err instanceof LaunchError

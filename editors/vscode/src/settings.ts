@@ -84,17 +84,8 @@ export interface Progress {
 
 /** The model's short name for the status bar, from the server's status object. */
 export function modelLabel(status: unknown): string | undefined {
-  if (typeof status !== 'object' || status === null) {
-    return undefined;
-  }
-  const model = (status as Record<string, unknown>).model;
-  const location =
-    typeof model === 'string'
-      ? model
-      : typeof model === 'object' && model !== null
-        ? (model as Record<string, unknown>).path
-        : undefined;
-  return typeof location === 'string' && location !== '' ? path.basename(location) : undefined;
+  const model = (status as { model?: unknown } | null)?.model;
+  return typeof model === 'string' && model !== '' ? path.basename(model) : undefined;
 }
 
 /** Status bar text: the training progress while it runs, else the model in use. */

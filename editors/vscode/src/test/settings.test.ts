@@ -69,8 +69,8 @@ describe('serverLaunch', () => {
 
 describe('status bar', () => {
   it('names the model from the status object', () => {
-    assert.equal(modelLabel({ model: { path: '/home/me/.local/share/ghostwrite/model' } }), 'model');
-    assert.equal(modelLabel({ model: '/models/notes' }), 'notes');
+    assert.equal(modelLabel({ model: '/home/me/.local/share/ghostwrite/model' }), 'model');
+    assert.equal(modelLabel({ model: null, problem: 'no model' }), undefined);
     assert.equal(modelLabel({ training: null }), undefined);
     assert.equal(modelLabel(null), undefined);
   });
