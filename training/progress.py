@@ -2,7 +2,8 @@
 lines for programs (the language server turns those into LSP progress).
 
 JSON mode writes exactly one object per line to stdout and nothing else there; every run ends
-with one "done" or "error" event. Human modes write to stderr.
+with one "done" or "error" event. Human modes write to stderr, except errors: those are raised,
+and the command line prints them.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ class Reporter:
         if self.mode == "json":
             self.stdout.write(progress.to_json() + "\n")
             self.stdout.flush()
+        elif progress.event == "error":
+            self._clear_bar()  # the exception carries the message; the CLI prints it once
         elif self.mode == "bar" and progress.event == "step":
             self._draw_bar(progress)
         else:
