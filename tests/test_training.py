@@ -19,7 +19,9 @@ from ghostwrite.training.corpus import scan
 from ghostwrite.training.train import TrainConfig, learning_rate_at, train
 from tests.conftest import PROSE
 
-TINY = ["--preset", "tiny", "--batch-size", "16", "--eval-windows", "32"]
+# One BLAS thread: tiny matmuls gain nothing from more, and on a busy machine spinning BLAS
+# threads slow a step down several times.
+TINY = ["--preset", "tiny", "--batch-size", "16", "--eval-windows", "32", "--blas-threads", "1"]
 PROGRESS_KEYS = {
     "event",
     "step",
@@ -62,6 +64,7 @@ def tiny_config(tmp_path: Path, corpus: Path, **changes: object) -> TrainConfig:
         "token_cache": tmp_path / "cache",
         "progress": "plain",
         "compile": False,  # compiled runs are covered by the subprocess tests
+        "blas_threads": 1,
     }
     return TrainConfig(**(settings | changes))
 

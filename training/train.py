@@ -590,15 +590,22 @@ def train(cfg: TrainConfig) -> Path:
     checkpoint saved once training has started). Both are also reported as an "error" event.
     """
     reporter = Reporter(cfg.progress, cfg.log_every)
+    run: Run | None = None
+
+    def report(err: Exception) -> None:
+        state = run.state if run is not None else LoopState()
+        message = str(err) or type(err).__name__
+        reporter.emit(Progress("error", state.step, state.horizon, message=message))
+
     with stop_signals() as stop:
         try:
             run = Run(cfg, reporter, stop)
             run.loop()
             return run.finish()
         except KeyboardInterrupt:
-            err = Interrupted(stop.signum or signal.SIGINT, 0, saved=False)
-            reporter.emit(Progress("error", message=str(err)))
-            raise err from None
+            interrupted = Interrupted(stop.signum or signal.SIGINT, 0, saved=False)
+            report(interrupted)
+            raise interrupted from None
         except Exception as err:
-            reporter.emit(Progress("error", message=str(err) or type(err).__name__))
+            report(err)
             raise
