@@ -64,6 +64,10 @@ class TrainConfig:
     command: str = ""  # the command line, for the model card
 
     def __post_init__(self) -> None:
+        for name in ("out", "checkpoint_dir", "token_cache"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(value).expanduser())  # e.g. from JSON
         checks = {
             "batch_size": self.batch_size >= 1,
             "learning_rate": self.learning_rate is None or self.learning_rate > 0,
