@@ -152,6 +152,9 @@ function createClient(): LanguageClient {
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     initializationOptions: () => settings(),
     middleware: {
+      // VS Code shows suggestions as ghost text; the server's popup items are for editors
+      // without inline completion, and would only duplicate them here.
+      provideCompletionItem: () => undefined,
       workspace: {
         // Answer for the ghostwrite section with the user's explicit server settings only.
         configuration: async (params, token, next) => {
