@@ -103,7 +103,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-cache", type=Path, metavar="DIR", help="default: ~/.cache/ghostwrite/tokens"
     )
     runs.add_argument(
-        "--blas-threads", type=int, default=d.blas_threads, help="0: cores / processes"
+        "--blas-threads",
+        type=int,
+        default=d.blas_threads,
+        help="0: (cores - 1) / processes, 1 to 4",
     )
     runs.add_argument(
         "--no-compile", dest="compile", action="store_false", help="run the step uncompiled"

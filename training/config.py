@@ -59,7 +59,10 @@ class TrainConfig:
     # Machinery.
     checkpoint_dir: Path | None = None  # None: "<out>.checkpoint" next to the output directory
     token_cache: Path | None = None  # None: $XDG_CACHE_HOME/ghostwrite/tokens
-    blas_threads: int = 0  # 0: CPU cores divided by the number of ranks
+    # 0: (cores - 1) / ranks, at least 1 and at most 4. MLX's elementwise work runs on one
+    # thread of its own, and idle OpenBLAS threads spin: a BLAS thread per core made steps
+    # many times slower as soon as anything else ran (20x on the 2-core machine).
+    blas_threads: int = 0
     compile: bool = True
     command: str = ""  # the command line, for the model card
 

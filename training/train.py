@@ -220,7 +220,7 @@ class Run:
         self.train_len = min(self.model_cfg.ctx_len, len(self.data.train) - 1)
         self.val_len = min(self.model_cfg.ctx_len, len(self.data.val) - 1)
 
-        threads = cfg.blas_threads or max(1, (os.cpu_count() or 1) // self.world)
+        threads = cfg.blas_threads or max(1, min(4, ((os.cpu_count() or 1) - 1) // self.world))
         backend.set_blas_threads(threads)
         if cfg.compile:
             backend.enable_native_jit()
@@ -237,7 +237,7 @@ class Run:
             self._restore()
         if self.world > 1:
             self._sync_from_rank0()
-        self.train_step = self._make_train_step()
+        self.step_fn = self._make_train_step()
         self.eval_loss = self._make_eval_loss()
 
     # --- set-up -------------------------------------------------------------------------------
@@ -359,21 +359,7 @@ class Run:
         self._emit("start", message=self._start_message())
         self.stop.armed = True
         while s.horizon is None or s.step < s.horizon:
-            rng = np.random.default_rng(step_seed(cfg.seed, self.rank, s.step, 0))
-            starts = rng.integers(0, len(self.data.train) - self.train_len, self.local_batch)
-            x, y = windows(self.data.train, starts, self.train_len)
-            self.optimizer.learning_rate = learning_rate_at(cfg, self.base_lr, s.step, s.horizon)
-            mx.random.seed(step_seed(cfg.seed, self.rank, s.step, 1))  # dropout masks
-            loss = self.train_step(x, y)
-            mx.eval(loss, self.model.state, self.optimizer.state)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise TrainingError(
-                    f"training diverged at step {s.step + 1} (loss {loss_value}); "
-                    "try a lower --lr or more --warmup-steps"
-                )
-            s.step += 1
-            s.tokens_seen += cfg.batch_size * self.train_len
+            loss_value = self.train_step()
             now = time.monotonic()
             s.elapsed_s = elapsed_before + now - start_time
             losses.append(loss_value)
@@ -418,6 +404,27 @@ class Run:
                 self._save_checkpoint()
         self.stop.armed = False
 
+    def train_step(self) -> float:
+        """One optimisation step on this rank's windows for the current step; returns the
+        (rank-averaged) loss."""
+        cfg, s = self.cfg, self.state
+        rng = np.random.default_rng(step_seed(cfg.seed, self.rank, s.step, 0))
+        starts = rng.integers(0, len(self.data.train) - self.train_len, self.local_batch)
+        x, y = windows(self.data.train, starts, self.train_len)
+        self.optimizer.learning_rate = learning_rate_at(cfg, self.base_lr, s.step, s.horizon)
+        mx.random.seed(step_seed(cfg.seed, self.rank, s.step, 1))  # dropout masks
+        loss = self.step_fn(x, y)
+        mx.eval(loss, self.model.state, self.optimizer.state)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"training diverged at step {s.step + 1} (loss {value}); "
+                "try a lower --lr or more --warmup-steps"
+            )
+        s.step += 1
+        s.tokens_seen += cfg.batch_size * self.train_len
+        return value
+
     def _agree(self, stop: bool, time_up: bool, estimate: int) -> tuple[bool, bool, int]:
         if self.world == 1:
             return stop, time_up, estimate
@@ -437,7 +444,8 @@ class Run:
 
     # --- evaluation, samples, files -----------------------------------------------------------
 
-    def _mean_loss(self, data: np.ndarray, length: int) -> float:
+    def mean_loss(self, data: np.ndarray, length: int) -> float:
+        """Loss on ``eval_windows`` fixed, evenly spaced windows of ``data`` (no dropout)."""
         batch = self.cfg.batch_size
         n_batches = max(1, math.ceil(self.cfg.eval_windows / batch))
         starts = np.linspace(0, len(data) - length - 1, n_batches * batch).round().astype(np.int64)
@@ -457,8 +465,8 @@ class Run:
         s.last_eval_step = s.step
         if self.rank != 0:
             return math.nan, math.nan
-        train_loss = self._mean_loss(self.data.train, self.train_len)
-        val_loss = self._mean_loss(self.data.val, self.val_len)
+        train_loss = self.mean_loss(self.data.train, self.train_len)
+        val_loss = self.mean_loss(self.data.val, self.val_len)
         if s.best_val is None or val_loss < s.best_val:
             s.best_val, s.best_step = val_loss, s.step
             self.best = weights_to_numpy(self.model)
@@ -548,7 +556,7 @@ class Run:
         best_val = s.best_val if s.best_val is not None else math.nan
         weights = self.best if self.best is not None else weights_to_numpy(self.model)
         load_weights(self.model, weights)  # report the train loss of the weights saved
-        train_loss = self._mean_loss(self.data.train, self.train_len)
+        train_loss = self.mean_loss(self.data.train, self.train_len)
         bpc = bits_per_char(best_val, self.data.val)
         card = {
             "corpus": self.corpus.summary() | self.data.summary(),
