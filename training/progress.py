@@ -2,8 +2,9 @@
 lines for programs (the language server turns those into LSP progress).
 
 JSON mode writes exactly one object per line to stdout and nothing else there; every run ends
-with one "done" or "error" event. Human modes write to stderr, except errors: those are raised,
-and the command line prints them.
+with one "done" or "error" event. "max_steps" is null while a time budget has not yet been
+turned into a step count (that happens after the first dozen steps). Human modes write to
+stderr, except errors: those are raised, and the command line prints them.
 """
 
 from __future__ import annotations

@@ -400,8 +400,10 @@ class Run:
             finished = s.horizon is not None and s.step >= s.horizon
             if s.step % cfg.eval_every == 0 and not finished:
                 self._evaluate()
+                window_tokens, window_start = 0, time.monotonic()  # tokens/s: training only
             if s.step % cfg.checkpoint_every == 0 and not finished:
                 self._save_checkpoint()
+                window_tokens, window_start = 0, time.monotonic()
         self.stop.armed = False
 
     def train_step(self) -> float:
