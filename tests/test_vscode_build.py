@@ -82,3 +82,38 @@ def test_lockfile_matches_package_json() -> None:
     locked = lock["packages"][""]
     assert locked.get("dependencies", {}) == package.get("dependencies", {})
     assert locked.get("devDependencies", {}) == package.get("devDependencies", {})
+
+
+def test_settings_mirror_the_server_options() -> None:
+    """package.json lists exactly the server's options, with the server's defaults and limits
+    (the settings UI shows them; the extension itself sends only what the user sets)."""
+    from dataclasses import MISSING, fields
+
+    pytest.importorskip(
+        "ghostwrite.server.__main__", reason="no language server (python -m ghostwrite.server) yet"
+    )
+    from ghostwrite.server.options import SECTION, ServerOptions, camel
+
+    properties = json.loads((SOURCE / "package.json").read_text())["contributes"]["configuration"][
+        "properties"
+    ]
+    client_only = {key for key in properties if key.startswith(f"{SECTION}.server.")}
+    expected = {}
+    for f in fields(ServerOptions):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        meta = f.metadata
+        expected[f"{SECTION}.{camel(f.name)}"] = {
+            "default": json.loads(json.dumps(default)),
+            "enum": list(meta["choices"]) if "choices" in meta else None,
+            "range": (meta["minimum"], meta["maximum"]) if "minimum" in meta else None,
+        }
+    mirrored = {
+        key: {
+            "default": spec["default"],
+            "enum": spec.get("enum"),
+            "range": (spec["minimum"], spec["maximum"]) if "minimum" in spec else None,
+        }
+        for key, spec in properties.items()
+        if key not in client_only
+    }
+    assert mirrored == expected
