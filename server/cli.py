@@ -111,6 +111,10 @@ def build_parser() -> ArgumentParser:
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
 
+    from . import serve
+
+    serve.register(commands)
+
     from ghostwrite.training.cli import register as register_training
 
     register_training(commands)

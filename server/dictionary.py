@@ -1,0 +1,111 @@
+"""A personal dictionary: word and word-pair counts of the open documents, kept up to date edit by
+edit, used to rescore the model's word candidates (the way a phone keyboard learns the names and
+words you type). The model sees at most its context window; this sees every open document."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections import Counter
+
+WORD = re.compile(r"\w+(?:'\w+)*")
+
+
+def _word_start(text: str, i: int) -> int:
+    while i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_'"):
+        i -= 1
+    return i
+
+
+def _word_end(text: str, i: int) -> int:
+    n = len(text)
+    while i < n and (text[i].isalnum() or text[i] in "_'"):
+        i += 1
+    return i
+
+
+def region(text: str, a: int, b: int) -> tuple[int, int]:
+    """[a, b) widened to whole words plus one more word on each side (for the pairs)."""
+    a = _word_start(text, a)
+    b = _word_end(text, b)
+    left = a
+    while left > 0 and not (text[left - 1].isalnum() or text[left - 1] == "_"):
+        left -= 1
+    right = b
+    while right < len(text) and not (text[right].isalnum() or text[right] == "_"):
+        right += 1
+    return _word_start(text, left), _word_end(text, right)
+
+
+class WordStats:
+    """Unigram and bigram counts over some texts, updatable by edits. Thread-safe: the event
+    loop updates it while the model thread reads it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.words: Counter[str] = Counter()
+        self.followers: dict[str, Counter[str]] = {}  # word -> the words after it
+        self.by_prefix: dict[str, Counter[str]] = {}  # first character -> words (fast lookup)
+
+    def _count(self, text: str, sign: int) -> None:
+        words = WORD.findall(text)
+        for word in words:
+            self.words[word] += sign
+            bucket = self.by_prefix.setdefault(word[0].lower(), Counter())
+            bucket[word] += sign
+            if bucket[word] <= 0:
+                del bucket[word]
+            if self.words[word] <= 0:
+                del self.words[word]
+        for first, second in itertools.pairwise(words):
+            follow = self.followers.setdefault(first, Counter())
+            follow[second] += sign
+            if follow[second] <= 0:
+                del follow[second]
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self._count(text, 1)
+
+    def remove(self, text: str) -> None:
+        with self._lock:
+            self._count(text, -1)
+
+    def replace(self, old_text: str, a: int, b: int, new: str, new_text: str) -> None:
+        """Account for ``old_text[a:b]`` having become ``new`` (giving ``new_text``)."""
+        start, end = region(old_text, a, b)
+        delta = len(new) - (b - a)
+        with self._lock:
+            self._count(old_text[start:end], -1)
+            self._count(new_text[start : end + delta], 1)
+
+    def candidates(self, prefix: str, previous: str | None, limit: int) -> dict[str, float]:
+        """Words that extend ``prefix`` with P(word | previous word, prefix) from these counts:
+        the bigram estimate interpolated with the unigram one."""
+        with self._lock:
+            return self._candidates(prefix, previous, limit)
+
+    def _candidates(self, prefix: str, previous: str | None, limit: int) -> dict[str, float]:
+        followers = self.followers.get(previous, Counter()) if previous else Counter()
+        # Without a prefix only the words seen after the previous one are worth scanning.
+        bucket = self.by_prefix.get(prefix[:1].lower()) if prefix else followers
+        if not bucket:
+            return {}
+        matching = {w: self.words[w] for w in bucket if w.startswith(prefix) and w != prefix}
+        if not matching:
+            return {}
+        total = sum(matching.values())
+        scores = {w: c / total for w, c in matching.items()}
+        if followers:
+            follow = {w: followers.get(w, 0) for w in matching}
+            follow_total = sum(follow.values())
+            if follow_total:
+                # Witten-Bell style weight: trust pairs more when the previous word is frequent.
+                weight = follow_total / (follow_total + len([c for c in follow.values() if c]))
+                scores = {
+                    w: weight * follow[w] / follow_total + (1 - weight) * s
+                    for w, s in scores.items()
+                }
+        best = sorted(scores.items(), key=lambda item: -item[1])[:limit]
+        return dict(best)

@@ -1,0 +1,213 @@
+"""Suggestions for a cursor in a document: the model's beam search, rescored with the personal
+dictionary, filtered so the editor only shows confident text that is not already there.
+
+``Suggester`` is the whole per-document pipeline (the language server and bench/keystrokes.py
+share it); ``Engine`` owns the model, one ``Suggester`` per document, and the single worker
+thread that runs them so the event loop never waits on the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ghostwrite.model import files
+from ghostwrite.model.completer import Completer
+from ghostwrite.model.inference import Decoder
+
+from .dictionary import WORD, WordStats, _word_start
+from .options import ServerOptions
+
+log = logging.getLogger(__name__)
+
+# How much the model's probability counts against the dictionary's when both score a word
+# (bench/keystrokes.py measures the effect).
+MODEL_WEIGHT = 0.6
+DICTIONARY_CANDIDATES = 8
+# Text given to the model starts at a multiple of this many characters (times its context), so
+# the start only moves now and then and the KV cache of the previous keystroke stays valid.
+ANCHOR_CONTEXTS = 8
+
+Signature = tuple[tuple[int, int, int], ...]
+
+
+def model_signature(directory: Path) -> Signature | None:
+    """What changes when a model directory's files are replaced (None: no model there)."""
+    try:
+        stats = [(directory / name).stat() for name in (files.META_FILE, files.WEIGHTS_FILE)]
+    except OSError:
+        return None
+    return tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in stats)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    files: files.ModelFiles
+    decoder: Decoder
+    path: Path
+    signature: Signature | None
+
+    @classmethod
+    def load(cls, directory: Path) -> LoadedModel:
+        signature = model_signature(directory)
+        model_files = files.load_model(directory)
+        return cls(model_files, Decoder(model_files), directory, signature)
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.files.card, "path": str(self.path), "config": self.files.config.to_dict()}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    probability: float
+
+
+def is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+class Suggester:
+    """Suggestions for one document, reusing the model's cache from keystroke to keystroke."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        # The completer reuses its cache, and its last suggestion when the user types along it.
+        self.completer = Completer(model.decoder)
+
+    def suggest(
+        self,
+        before: str,
+        after: str,
+        options: ServerOptions,
+        stats: WordStats | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[Suggestion]:
+        """Suggestions to insert at a cursor with ``before`` and ``after`` (the rest of the line)
+        around it, best first."""
+        if after[:1] and is_word_char(after[0]):
+            return []  # inside a word: any continuation would split it
+        candidates = self._candidates(before, options, stats, should_stop)
+        return [
+            s
+            for s in candidates
+            if s.text.strip() and s.probability >= options.confidence and not repeats(s, after)
+        ][: options.candidates]
+
+    def _candidates(
+        self,
+        before: str,
+        options: ServerOptions,
+        stats: WordStats | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> list[Suggestion]:
+        ctx = self.model.files.config.ctx_len
+        span = ANCHOR_CONTEXTS * ctx
+        anchor = max(0, (len(before) - span) // span * span)
+        rescore = stats is not None and options.dictionary and options.stop == "word"
+        search = options.search_options()
+        if rescore:
+            wanted = max(search.candidates, search.beam_width)
+            search = dataclasses.replace(search, candidates=wanted)
+        completions = self.completer.complete(before[anchor:], search, should_stop)
+        found = [Suggestion(c.text, c.probability) for c in completions]
+        if rescore and stats is not None:
+            found = rescore_with_dictionary(before, found, stats)
+        return found
+
+
+def repeats(suggestion: Suggestion, after: str) -> bool:
+    """Whether the suggestion only retypes the text right after the cursor."""
+    text = suggestion.text.strip()
+    return bool(text) and after.lstrip().startswith(text)
+
+
+def rescore_with_dictionary(
+    before: str, found: list[Suggestion], stats: WordStats
+) -> list[Suggestion]:
+    """Mix the model's word probabilities with the dictionary's (a cache language model):
+    P(word) = w * P_model(word) + (1 - w) * P_dictionary(word | previous word, typed prefix).
+    Words the model did not propose keep only the dictionary's share."""
+    start = _word_start(before, len(before))
+    prefix = before[start:]
+    words_before = WORD.findall(before[max(0, start - 200) : start])
+    previous = words_before[-1] if words_before else None
+    # Between words a dictionary word needs a separating space unless one was just typed.
+    gap = "" if prefix or not before or before[-1].isspace() else " "
+    scores: dict[str, float] = {}
+    texts: dict[str, str] = {}
+    for suggestion in found:
+        body = suggestion.text.lstrip()
+        lead = suggestion.text[: len(suggestion.text) - len(body)]
+        word = prefix + body
+        if WORD.fullmatch(word) is None or (prefix and lead):
+            return found  # not a single word: nothing to rescore against
+        scores[word] = MODEL_WEIGHT * suggestion.probability
+        texts[word] = suggestion.text
+    for word, p in stats.candidates(prefix, previous, DICTIONARY_CANDIDATES).items():
+        scores[word] = scores.get(word, 0.0) + (1 - MODEL_WEIGHT) * p
+        texts.setdefault(word, gap + word[len(prefix) :])
+    ranked = sorted(scores.items(), key=lambda item: -item[1])
+    return [Suggestion(texts[word], p) for word, p in ranked]
+
+
+@dataclass
+class Job:
+    """One request's work: cancelled by $/cancelRequest, a newer request or a newer version."""
+
+    uri: str
+    version: int
+    current_version: Callable[[], int | None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def should_stop(self) -> bool:
+        return self.cancelled.is_set() or self.current_version() != self.version
+
+
+class Engine:
+    """The loaded model, a ``Suggester`` per document and the one thread that runs the model."""
+
+    def __init__(self) -> None:
+        self.model: LoadedModel | None = None
+        self.stats = WordStats()
+        self._suggesters: dict[str, Suggester] = {}  # touched only by the worker thread
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="ghostwrite-model")
+        self._jobs: list[Job] = []
+
+    def set_model(self, model: LoadedModel | None) -> None:
+        """Switch models atomically: running jobs finish on the old one, new jobs use this."""
+        self.model = model
+
+    def submit(
+        self, job: Job, before: str, after: str, options: ServerOptions
+    ) -> Future[list[Suggestion]]:
+        for old in self._jobs:
+            old.cancelled.set()  # one cursor: older requests are superseded
+        self._jobs = [job]
+        return self._worker.submit(self._run, job, before, after, options)
+
+    def _run(self, job: Job, before: str, after: str, options: ServerOptions) -> list[Suggestion]:
+        model = self.model
+        if model is None or job.should_stop():
+            return []
+        suggester = self._suggesters.get(job.uri)
+        if suggester is None or suggester.model is not model:
+            suggester = self._suggesters[job.uri] = Suggester(model)
+        return suggester.suggest(before, after, options, self.stats, job.should_stop)
+
+    def forget(self, uri: str) -> None:
+        self._worker.submit(self._suggesters.pop, uri, None)
+
+    def cancel_all(self) -> None:
+        for job in self._jobs:
+            job.cancelled.set()
+
+    def close(self) -> None:
+        self.cancel_all()
+        self._worker.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,127 @@
+"""pygls's LSP protocol with the gaps that matter to editors closed:
+
+- requests with invalid params are answered InvalidParams (pygls logs them and never answers);
+- requests after ``shutdown`` are answered InvalidRequest (pygls drops them silently), and
+  requests before ``initialize`` ServerNotInitialized;
+- malformed JSON gets a ParseError answer, non-JSON-RPC objects InvalidRequest;
+- ``exit`` stops the loop and leaves the exit code to the caller (0 after shutdown, else 1);
+- document sync is ours (``documents.Documents``): fast incremental edits, all encodings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cattrs import transform_error
+from cattrs.errors import ClassValidationError
+from lsprotocol import types
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+    JsonRpcServerNotInitialized,
+)
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from .transport import FrameError
+
+if TYPE_CHECKING:
+    from .server import GhostwriteServer
+
+log = logging.getLogger(__name__)
+
+# Messages a client may send before ``initialize`` has been answered.
+ALLOWED_BEFORE_INIT = {types.INITIALIZE, types.EXIT, types.CANCEL_REQUEST}
+
+
+@dataclass
+class InvalidMessage:
+    """A JSON-RPC message whose params did not fit the method's types."""
+
+    id: Any
+    method: str | None
+    reason: str
+
+
+class GhostwriteProtocol(LanguageServerProtocol):
+    _server: GhostwriteServer
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as err:
+            cause = err.__cause__
+            if isinstance(cause, ClassValidationError):
+                reason = "; ".join(transform_error(cause)[:3])
+            else:
+                reason = str(cause or err) or type(cause or err).__name__
+            return InvalidMessage(data.get("id"), data.get("method"), reason)
+
+    def handle_frame(self, frame: bytes | FrameError) -> None:
+        """One framed message off the wire (or a framing error)."""
+        if isinstance(frame, FrameError):
+            log.warning("ignored malformed input: %s", frame.reason)
+            return
+        try:
+            message = json.loads(frame, object_hook=self.structure_message)
+        except (ValueError, RecursionError) as err:
+            log.warning("message is not valid JSON: %s", err)
+            self._send_error(None, JsonRpcParseError(f"invalid JSON: {err}"))
+            return
+        if not isinstance(message, InvalidMessage) and (
+            isinstance(message, dict) or not hasattr(message, "jsonrpc")
+        ):
+            msg_id = message.get("id") if isinstance(message, dict) else None
+            self._send_error(msg_id, JsonRpcInvalidRequest("not a JSON-RPC 2.0 message"))
+            return
+        self.handle_message(message)
+
+    def _send_error(self, msg_id: Any, error: JsonRpcException) -> None:
+        if msg_id is not None and not isinstance(msg_id, (int, str)):
+            msg_id = None
+        self._send_response(msg_id, error=error.to_response_error())
+
+    def handle_message(self, message: Any) -> None:
+        method = getattr(message, "method", None)
+        is_request = method is not None and getattr(message, "id", None) is not None
+        if isinstance(message, InvalidMessage):
+            if is_request:
+                self._send_error(message.id, JsonRpcInvalidParams(message.reason))
+            elif method is None and message.id is not None:
+                # A malformed answer to one of our requests: fail that request, not hang it.
+                error = types.ResponseError(JsonRpcInvalidParams.CODE, message.reason)
+                self._handle_response(message.id, None, error)
+            else:
+                log.warning("ignored %s with invalid params: %s", method, message.reason)
+            return
+        if self._shutdown and method is not None and method != types.EXIT:
+            if is_request:
+                self._send_error(message.id, JsonRpcInvalidRequest("the server is shut down"))
+            return
+        if self._workspace is None and method is not None and method not in ALLOWED_BEFORE_INIT:
+            if is_request:
+                self._send_error(
+                    message.id, JsonRpcServerNotInitialized("the server is not initialized")
+                )
+            return
+        super().handle_message(message)
+
+    @lsp_method(types.EXIT)
+    def lsp_exit(self, *args: Any) -> None:
+        self._server.stop(exit_code=0 if self._shutdown else 1)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> None:
+        self._server.did_open(params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> None:
+        self._server.did_change(params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> None:
+        self._server.did_close(params)

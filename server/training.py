@@ -1,0 +1,175 @@
+"""The ``ghostwrite.train`` command: run the training CLI in the background and turn its JSON
+progress lines into LSP ``$/progress`` (begin / report / end with loss and ETA).
+
+The CLI's contract: ``python -m ghostwrite.training PATHS --progress json [--init MODEL]`` writes
+one JSON object per stdout line with ``event`` (start|step|eval|checkpoint|done|error), ``step``,
+``max_steps``, ``train_loss``, ``val_loss``, ``tokens_per_s``, ``eta_s``, ``message``; SIGINT
+makes it save a checkpoint and exit. The finished model lands where the server looks for it, and
+the model watcher switches to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+
+if TYPE_CHECKING:
+    from .server import GhostwriteServer
+
+log = logging.getLogger(__name__)
+STDERR_LINES = 20  # kept to explain a crash
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One line for the progress bar: step, losses and time left."""
+    parts = []
+    if event.get("step") is not None:
+        total = event.get("max_steps")
+        parts.append(f"step {event['step']}" + (f"/{total}" if total else ""))
+    if isinstance(event.get("train_loss"), (int, float)):
+        parts.append(f"loss {event['train_loss']:.3f}")
+    if isinstance(event.get("val_loss"), (int, float)):
+        parts.append(f"val {event['val_loss']:.3f}")
+    eta = event.get("eta_s")
+    if isinstance(eta, (int, float)):
+        minutes, seconds = divmod(round(eta), 60)
+        parts.append(f"ETA {minutes}m{seconds:02d}s" if minutes else f"ETA {seconds}s")
+    if event.get("message"):
+        parts.append(str(event["message"]))
+    return ", ".join(parts)
+
+
+def percentage(event: dict[str, Any]) -> int | None:
+    step, total = event.get("step"), event.get("max_steps")
+    if isinstance(step, int) and isinstance(total, int) and total > 0:
+        return max(0, min(100, step * 100 // total))
+    return None
+
+
+class Training:
+    """At most one training process per server."""
+
+    def __init__(self, server: GhostwriteServer) -> None:
+        self.server = server
+        self.process: asyncio.subprocess.Process | None = None
+        self.token: str | None = None
+        self.last: dict[str, Any] = {}
+        self.result: str | None = None
+        self._runs = 0
+
+    def state(self) -> dict[str, Any]:
+        running = self.process is not None and self.process.returncode is None
+        return {"running": running, "last": self.last or None, "result": self.result}
+
+    def command(self, paths: list[str], request: dict[str, Any]) -> list[str]:
+        command = [sys.executable, "-m", "ghostwrite.training", *paths, "--progress", "json"]
+        if request.get("init"):
+            command += ["--init", str(request["init"])]
+        return command
+
+    async def start(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.process is not None and self.process.returncode is None:
+            return {"started": False, "message": "training is already running", **self.state()}
+        paths = [str(p) for p in request.get("paths") or self.server.workspace_paths()]
+        if not paths:
+            return {"started": False, "message": "no workspace folder to train on"}
+        command = self.command(paths, request)
+        self._runs += 1
+        token = f"ghostwrite-train-{self._runs}"
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as err:
+            return {"started": False, "message": f"cannot start training: {err}"}
+        self.token = token
+        self.last, self.result = {}, None
+        progress = self.server.work_done_progress
+        if self._client_shows_progress():
+            try:
+                await progress.create_async(token)
+            except Exception as err:  # the client refused: train without a progress bar
+                log.warning("window/workDoneProgress/create failed: %s", err)
+                self.token = None
+        else:
+            self.token = None
+        if self.token:
+            progress.begin(
+                token,
+                types.WorkDoneProgressBegin(
+                    title="ghostwrite: training", cancellable=True, message="starting", percentage=0
+                ),
+            )
+        asyncio.get_running_loop().create_task(self._follow(self.process, self.token))
+        return {"started": True, "pid": self.process.pid, "token": self.token}
+
+    def _client_shows_progress(self) -> bool:
+        window = getattr(self.server.client_capabilities, "window", None)
+        return bool(window and window.work_done_progress)
+
+    async def _follow(self, process: asyncio.subprocess.Process, token: str | None) -> None:
+        assert process.stdout is not None and process.stderr is not None
+        errors: deque[str] = deque(maxlen=STDERR_LINES)
+
+        async def drain_stderr() -> None:
+            assert process.stderr is not None
+            async for raw in process.stderr:
+                errors.append(raw.decode("utf-8", "replace").rstrip())
+
+        stderr_task = asyncio.get_running_loop().create_task(drain_stderr())
+        final: dict[str, Any] | None = None
+        async for raw in process.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                log.warning("training printed a non-JSON line: %r", raw[:200])
+                continue
+            if not isinstance(event, dict):
+                continue
+            self.last = event
+            kind = event.get("event")
+            if kind in ("done", "error"):
+                final = event
+            elif token:
+                self.server.work_done_progress.report(
+                    token,
+                    types.WorkDoneProgressReport(
+                        message=describe(event), percentage=percentage(event), cancellable=True
+                    ),
+                )
+        code = await process.wait()
+        await stderr_task
+        if final is not None and final.get("event") == "done":
+            self.result = "done: " + describe(final)
+            kind = types.MessageType.Info
+        elif final is not None:
+            self.result = f"failed: {final.get('message') or describe(final)}"
+            kind = types.MessageType.Error
+        else:
+            detail = errors[-1] if errors else "no output"
+            self.result = f"failed (exit code {code}): {detail}"
+            kind = types.MessageType.Error
+        if token:
+            self.server.work_done_progress.end(
+                token, types.WorkDoneProgressEnd(message=self.result)
+            )
+        self.server.show(f"ghostwrite training {self.result}", kind)
+
+    def cancel(self, token: str | int) -> None:
+        if token == self.token:
+            self.stop()
+
+    def stop(self) -> None:
+        """Ask the training process to save and exit (SIGINT)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGINT)
