@@ -1,0 +1,214 @@
+"""The server over raw stdio: bytes no well-behaved client sends (malformed JSON, wrong
+Content-Length, invalid params), the shutdown/exit rules, and a stdout that carries nothing but
+protocol frames. The client here is a plain subprocess with a frame parser."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from ghostwrite.server.transport import FrameError, FrameParser
+
+TIMEOUT = 30.0
+
+
+def frame(body: bytes, length: int | None = None) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % (len(body) if length is None else length) + body
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return frame(json.dumps(message).encode())
+
+
+class RawClient:
+    """The server as a subprocess; every byte it writes to stdout is recorded and must frame."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ghostwrite.server", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.stdout = bytearray()
+        self.messages: queue.Queue[Any] = queue.Queue()
+        self.errors: list[FrameError] = []
+        self.stderr = bytearray()
+        self._next_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read(self) -> None:
+        parser = FrameParser()
+        assert self.process.stdout is not None
+        while chunk := os.read(self.process.stdout.fileno(), 1 << 16):
+            self.stdout += chunk
+            for item in parser.feed(chunk):
+                if isinstance(item, FrameError):
+                    self.errors.append(item)
+                else:
+                    self.messages.put(json.loads(item))
+        self.messages.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := os.read(self.process.stderr.fileno(), 1 << 16):
+            self.stderr += chunk
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_bytes(encode(message))
+
+    def request(self, method: str, params: Any = None) -> int:
+        self._next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        return self._next_id
+
+    def notify(self, method: str, params: Any = None) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def response(self, msg_id: Any) -> dict[str, Any]:
+        """Wait for the response to ``msg_id`` (server requests get a null result)."""
+        while True:
+            message = self.messages.get(timeout=TIMEOUT)
+            if message is None:
+                raise EOFError(f"server exited; stderr: {self.stderr.decode()[-2000:]}")
+            if "method" in message and "id" in message:
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+            elif "method" not in message and message.get("id") == msg_id:
+                return message
+
+    def call(self, method: str, params: Any = None) -> dict[str, Any]:
+        return self.response(self.request(method, params))
+
+    def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = self.call(
+            "initialize", {"processId": None, "rootUri": None, "capabilities": capabilities or {}}
+        )
+        self.notify("initialized", {})
+        return result
+
+    def wait(self) -> int:
+        return self.process.wait(timeout=TIMEOUT)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+TEXT = "The quick brown fox jumps over the la"
+OPEN = {
+    "textDocument": {"uri": "file:///a.txt", "languageId": "plaintext", "version": 1, "text": TEXT}
+}
+AT_END = {
+    "textDocument": {"uri": "file:///a.txt"},
+    "position": {"line": 0, "character": len(TEXT)},
+    "context": {"triggerKind": 2},
+}
+
+
+@pytest.fixture
+def raw(tiny_model_dir):
+    client = RawClient("--model", str(tiny_model_dir))
+    yield client
+    client.close()
+
+
+def works(client: RawClient) -> bool:
+    answer = client.call("textDocument/inlineCompletion", AT_END)
+    return bool(answer["result"]["items"])
+
+
+def test_malformed_input_is_answered_or_survived(raw):
+    raw.initialize()
+    raw.notify("textDocument/didOpen", OPEN)
+    assert works(raw)
+    # Malformed JSON: a ParseError answer (id null), then business as usual.
+    raw.send_bytes(frame(b'{"jsonrpc": "2.0", "id": 77, "method": '))
+    assert raw.response(None)["error"]["code"] == -32700
+    assert works(raw)
+    # Content-Length too short, too long, missing, junk between messages.
+    body = json.dumps({"jsonrpc": "2.0", "id": 78, "method": "nope", "params": {}}).encode()
+    raw.send_bytes(frame(body, len(body) - 5))
+    assert works(raw)
+    raw.send_bytes(frame(body, len(body) + 40))
+    assert raw.response(78)["error"]["code"] == -32601  # method not found, but answered
+    assert works(raw)
+    raw.send_bytes(b"Content-Length: nope\r\n\r\n" + body)
+    raw.send_bytes(b"garbage between messages\r\n")
+    assert works(raw)
+    # Valid JSON that is not JSON-RPC, and a batch (unsupported): InvalidRequest.
+    raw.send_bytes(frame(b'{"id": 79, "method": "initialize"}'))
+    assert raw.response(79)["error"]["code"] == -32600
+    # Invalid params: answered InvalidParams (pygls alone never answers).
+    bad = dict(AT_END, position={"line": "zero", "character": -1})
+    answer = raw.call("textDocument/inlineCompletion", bad)
+    assert answer["error"]["code"] == -32602
+    assert "position" in answer["error"]["message"]
+    raw.notify("textDocument/didChange", {"textDocument": {"uri": 5}})  # survived, logged
+    assert works(raw)
+    assert raw.call("shutdown")["result"] is None
+    raw.notify("exit")
+    assert raw.wait() == 0
+    assert raw.errors == []  # stdout carried protocol frames only
+
+
+def test_requests_after_shutdown_and_exit_codes(raw, tiny_model_dir):
+    before_init = raw.call("textDocument/completion", AT_END)
+    assert before_init["error"]["code"] == -32002  # ServerNotInitialized
+    raw.initialize()
+    raw.notify("textDocument/didOpen", OPEN)
+    assert raw.call("shutdown")["result"] is None
+    for method in ("textDocument/completion", "textDocument/inlineCompletion", "shutdown"):
+        assert raw.call(method, AT_END)["error"]["code"] == -32600  # InvalidRequest
+    raw.notify("textDocument/didChange", {})  # notifications after shutdown are dropped
+    raw.notify("exit")
+    assert raw.wait() == 0
+    assert raw.errors == []
+
+    without_shutdown = RawClient("--model", str(tiny_model_dir))
+    try:
+        without_shutdown.initialize()
+        without_shutdown.notify("exit")
+        assert without_shutdown.wait() == 1
+    finally:
+        without_shutdown.close()
+
+
+def test_end_of_input_stops_the_server(raw):
+    raw.initialize()
+    assert raw.process.stdin is not None
+    raw.process.stdin.close()
+    assert raw.wait() == 1  # the client vanished without shutdown
+    assert raw.errors == []
+
+
+def test_print_options_markdown_lists_every_option():
+    from dataclasses import fields
+
+    from ghostwrite.server.options import ServerOptions, camel
+
+    out = subprocess.run(
+        [sys.executable, "-m", "ghostwrite.server", "--print-options-markdown"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for f in fields(ServerOptions):
+        assert f"`ghostwrite.{camel(f.name)}`" in out
