@@ -113,7 +113,10 @@ class Document:
         scan_start = int(starts[first])
         # The next old line start after b is still a line start: the bytes around it are unchanged.
         scan_end = int(starts[last + 1]) + delta if last + 1 < len(starts) else len(self.text)
-        middle = line_starts(self.text[scan_start:scan_end], scan_start)
+        # Old breaks outside [a, b) keep their places, so new ones can only be near the edit.
+        window_start = max(scan_start, a - 1)
+        window_end = min(scan_end, a + len(new) + 1)
+        middle = line_starts(self.text[window_start:window_end], window_start)
         if middle and middle[-1] == scan_end and last + 1 < len(starts):
             middle.pop()  # already counted as the next unchanged line start
         self.starts = np.concatenate(
