@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,3 +51,44 @@ def test_openblas_results_match_the_stock_blas():
     np.testing.assert_allclose(fast["matmul"], stock["matmul"], atol=1e-4)
     np.testing.assert_allclose(fast["losses"], stock["losses"], rtol=1e-5)
     np.testing.assert_allclose(fast["wte"], stock["wte"], atol=1e-5)
+
+
+JIT_PROBE = """
+import json, os, sys
+from ghostwrite.model import backend
+import mlx.core as mx
+native = backend.enable_native_jit()
+x = mx.linspace(-4, 4, 4096)
+y = mx.compile(lambda a: a * mx.sigmoid(1.702 * a))(x)
+ref = x * (1 / (1 + mx.exp(-1.702 * x)))
+print(json.dumps({"native": native, "tmpdir": os.environ.get("TMPDIR"),
+                  "gxx": os.environ["PATH"].split(os.pathsep)[0],
+                  "max_err": mx.abs(y - ref).max().item()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the wrapper is Linux-only")
+def test_native_jit_builds_vectorized_kernels_in_its_own_cache(tmp_path):
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("no g++: mx.compile runs uncompiled")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", JIT_PROBE], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    probe = json.loads(out.stdout)
+    assert probe["native"] is True
+    assert probe["max_err"] < 1e-5
+    home = next(tmp_path.glob("ghostwrite/native-jit-*"))
+    assert probe["gxx"] == str(home / "bin") and probe["tmpdir"] == str(home / "tmp")
+    kernels = list((home / "tmp").glob("mlx/*/cpu/*Sigmoid*contiguous.so"))
+    assert kernels, "mx.compile built nothing in the native cache"
+    cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if shutil.which("objdump") and " avx " in cpu_flags:
+        code = subprocess.run(
+            ["objdump", "-d", str(kernels[0])], capture_output=True, text=True, check=True
+        ).stdout
+        assert "ymm" in code, "the fused sigmoid kernel did not vectorize"
+        assert "simd3exp" not in code, "exp was called out of line (libmlx's scalar copy)"
