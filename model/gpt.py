@@ -18,11 +18,119 @@ from mlx.utils import tree_flatten, tree_unflatten
 from .config import GPTConfig
 
 GELU_COEFF = math.sqrt(2.0 / math.pi)
+DROPOUT_LEVELS = 1 << 16  # dropout masks compare 16 random bits per element
+LN_EPS = 1e-5  # nn.LayerNorm's default
 
 
 def gelu(x: mx.array) -> mx.array:
-    """GPT-2's tanh GELU (numpy in ``inference`` computes the very same function)."""
-    return 0.5 * x * (1.0 + mx.tanh(GELU_COEFF * (x + 0.044715 * x * x * x)))
+    """GPT-2's tanh GELU (``inference`` computes it with tanh), as x * sigmoid(2u): the two are
+    the same function (0.5 (1 + tanh u) = sigmoid(2u)), but MLX's compiled CPU kernels vectorize
+    the exp inside sigmoid while tanh stays a scalar libm call (16 ns an element here)."""
+    return x * mx.sigmoid((2.0 * GELU_COEFF) * (x + 0.044715 * x * x * x))
+
+
+@mx.custom_function
+def softmax(x: mx.array) -> mx.array:
+    """Softmax over the last axis from ops that ``mx.compile`` fuses into vectorized kernels
+    (MLX's own softmax kernel is prebuilt without FMA or SIMD: 12 ns per exp on x86)."""
+    e = mx.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@softmax.vjp
+def _softmax_vjp(
+    _primals: tuple[mx.array], cotangent: mx.array, output: mx.array
+) -> tuple[mx.array]:
+    # dL/dx = y * (g - sum(g * y)): two fused passes instead of autograd through exp and divide.
+    return (output * (cotangent - (cotangent * output).sum(axis=-1, keepdims=True)),)
+
+
+@mx.custom_function
+def mean_cross_entropy(logits: mx.array, targets: mx.array) -> mx.array:
+    """Mean of -log softmax(logits)[target] over rows: logits (N, V), targets (N,) int."""
+    top = logits.max(axis=-1, keepdims=True)
+    log_sum = mx.log(mx.exp(logits - top).sum(axis=-1)) + top[:, 0]
+    picked = mx.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
+    return (log_sum - picked).mean()
+
+
+@mean_cross_entropy.vjp
+def _mean_cross_entropy_vjp(
+    primals: tuple[mx.array, mx.array], cotangent: mx.array, _output: mx.array
+) -> tuple[mx.array, mx.array]:
+    # (softmax - one_hot) / N in one fused pass; MLX's logsumexp and gather backward are slower.
+    logits, targets = primals
+    e = mx.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs = e / e.sum(axis=-1, keepdims=True)
+    one_hot = targets[:, None] == mx.arange(logits.shape[-1])
+    scale = cotangent / logits.shape[0]
+    return (probs - one_hot) * scale, mx.zeros_like(targets)
+
+
+@mx.custom_function
+def normalize(x: mx.array) -> tuple[mx.array, mx.array]:
+    """LayerNorm without its affine part over the last axis: (x - mean) / std, and 1 / std."""
+    centered = x - x.mean(axis=-1, keepdims=True)
+    inv_std = mx.rsqrt(mx.square(centered).mean(axis=-1, keepdims=True) + LN_EPS)
+    return centered * inv_std, inv_std
+
+
+@normalize.vjp
+def _normalize_vjp(
+    _primals: tuple[mx.array],
+    cotangents: tuple[mx.array, mx.array],
+    outputs: tuple[mx.array, mx.array],
+) -> tuple[mx.array]:
+    # dx = (g - mean(g) - xhat * mean(g * xhat)) / std; inv_std is an internal output.
+    g, (xhat, inv_std) = cotangents[0], outputs
+    mean_g = g.mean(axis=-1, keepdims=True)
+    mean_gx = (g * xhat).mean(axis=-1, keepdims=True)
+    return (inv_std * (g - mean_g - xhat * mean_gx),)
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters) with a hand-written backward: on CPU
+    ``mx.fast.layer_norm`` runs ordinary ops, and autograd through them makes more passes."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = normalize(x)[0]
+        if "weight" in self:
+            y = y * self.weight
+        if "bias" in self:
+            y = y + self.bias
+        return y
+
+
+class Dropout(nn.Module):
+    """Inverted dropout whose masks compare 16 random bits per element with a threshold.
+
+    ``nn.Dropout`` draws a float32 uniform per element: 32 bits of threefry and a conversion.
+    Here the bits come from ``mx.random.split`` (which returns raw threefry words) under a key
+    drawn from the global generator, so ``mx.random.seed`` and ``mx.compile``'s random state
+    work as before, at half the generator time. The drop rate is p rounded to 1/65536.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self._threshold = round(p * DROPOUT_LEVELS)
+        self._scale = DROPOUT_LEVELS / (DROPOUT_LEVELS - self._threshold)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if not self.training or self._threshold == 0:
+            return x
+        key = mx.random.randint(0, 1 << 24, (2,), dtype=mx.uint32)
+        words = mx.random.split(key, -(-x.size // 4))  # (n, 2) uint32: 4 uint16 per row
+        bits = mx.view(words, mx.uint16).reshape(-1)
+        if bits.size != x.size:
+            bits = bits[: x.size]
+        keep = bits.reshape(x.shape) >= self._threshold
+        return mx.where(keep, x * self._scale, 0.0)
+
+
+def causal_mask(length: int) -> mx.array:
+    """(T, T) additive mask: 0 where a position may attend, -inf after it."""
+    future = mx.arange(length)[None, :] > mx.arange(length)[:, None]
+    return mx.where(future, -mx.inf, 0.0).astype(mx.float32)
 
 
 class CausalSelfAttention(nn.Module):
@@ -31,16 +139,17 @@ class CausalSelfAttention(nn.Module):
         self.n_heads = cfg.n_heads
         self.qkv = nn.Linear(cfg.n_emb, 3 * cfg.n_emb, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_emb, cfg.n_emb, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def __call__(self, x: mx.array) -> mx.array:
         B, T, C = x.shape
-        q, k, v = mx.split(self.qkv(x), 3, axis=-1)  # 3 x (B, T, C)
-        heads = (B, T, self.n_heads, C // self.n_heads)
-        q, k, v = (a.reshape(heads).transpose(0, 2, 1, 3) for a in (q, k, v))  # (B, H, T, D)
-        y = mx.fast.scaled_dot_product_attention(
-            q, k, v, scale=1.0 / math.sqrt(C // self.n_heads), mask="causal"
-        )  # (B, H, T, D)
+        D = C // self.n_heads
+        # (B, T, 3, H, D) -> 3 x (B, H, T, D)
+        q, k, v = self.qkv(x).reshape(B, T, 3, self.n_heads, D).transpose(2, 0, 3, 1, 4)
+        # mx.fast.scaled_dot_product_attention runs these very ops on CPU, but with MLX's
+        # prebuilt scalar softmax; scaling q (B*T*C) is cheaper than scaling the scores.
+        scores = (q * (1.0 / math.sqrt(D))) @ k.transpose(0, 1, 3, 2) + causal_mask(T)
+        y = softmax(scores) @ v  # (B, H, T, D)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
         return self.dropout(self.proj(y))
 
@@ -50,7 +159,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.n_emb, 4 * cfg.n_emb, bias=cfg.bias)
         self.proj = nn.Linear(4 * cfg.n_emb, cfg.n_emb, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.dropout(self.proj(gelu(self.fc(x))))
@@ -59,9 +168,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.ln1 = nn.LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
+        self.ln1 = LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
+        self.ln2 = LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def __call__(self, x: mx.array) -> mx.array:
@@ -75,9 +184,9 @@ class GPT(nn.Module):
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_emb)
         self.wpe = nn.Embedding(cfg.ctx_len, cfg.n_emb)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.blocks = [Block(cfg) for _ in range(cfg.n_layers)]
-        self.ln_f = nn.LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
+        self.ln_f = LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_emb, cfg.vocab_size, bias=False)
         self._init_gpt2()
 
@@ -102,11 +211,16 @@ class GPT(nn.Module):
         if self.cfg.ctx_len < T:
             # MLX does not bounds-check: a position past ctx_len would read out of bounds.
             raise ValueError(f"sequence of {T} exceeds the context length {self.cfg.ctx_len}")
-        x = self.wte(tokens) + self.wpe.weight[:T]  # (B, T, C)
-        x = self.dropout(x)
+        x = self.dropout(self.embed(tokens) + self.wpe.weight[:T])  # (B, T, C)
         for block in self.blocks:
             x = block(x)
         return self.lm_head(self.ln_f(x))  # (B, T, V)
+
+    def embed(self, tokens: mx.array) -> mx.array:
+        """Token embeddings as a one-hot matmul: its backward is one BLAS call, where the
+        gradient of a gather is a scalar scatter-add."""
+        one_hot = (tokens[..., None] == mx.arange(self.cfg.vocab_size)).astype(mx.float32)
+        return one_hot @ self.wte.weight
 
     def num_params(self) -> int:
         return sum(v.size for _, v in tree_flatten(self.parameters()))
@@ -115,7 +229,7 @@ class GPT(nn.Module):
 def cross_entropy(model: GPT, inputs: mx.array, targets: mx.array) -> mx.array:
     """Mean next-token loss in nats."""
     logits = model(inputs)
-    return nn.losses.cross_entropy(logits, targets, reduction="mean")
+    return mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def weights_to_numpy(model: GPT) -> dict[str, np.ndarray]:
