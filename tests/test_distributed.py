@@ -137,3 +137,41 @@ def test_launch_runs_the_train_command(tmp_path: Path, ring_backend: None) -> No
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [e["event"] for e in events].count("done") == 1
     assert load_model(out).card["steps"] == 4
+
+
+def test_two_ranks_train_like_two_streams(tmp_path: Path, ring_backend: None) -> None:
+    """The same global batch, dropout included, whether split over processes or streams."""
+    from ghostwrite.model.gpt import weights_to_numpy
+    from ghostwrite.training.progress import Reporter
+    from ghostwrite.training.train import Run, StopFlag, TrainConfig
+
+    corpus = make_corpus(tmp_path / "notes")
+    settings = {
+        "paths": [str(corpus)],
+        "preset": "tiny",
+        "batch_size": 16,
+        "dropout": 0.1,
+        "max_steps": 6,
+        "eval_every": 6,
+        "eval_windows": 32,
+        "token_cache": str(tmp_path / "cache"),
+        "blas_threads": 1,
+        "compile": False,
+    }
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
+    ranks = {**settings, "out": str(tmp_path / "ranks"), "streams": 1}
+    done = launch(sys.executable, script, json.dumps(ranks), tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    run = Run(
+        TrainConfig(**settings, out=tmp_path / "streams", streams=2),
+        Reporter("plain", 10, silent=True),
+        StopFlag(),
+    )
+    assert run.world == 1 and run.streams == 2
+    run.loop()
+    streams = weights_to_numpy(run.model)
+    rank0 = load_file(str(tmp_path / "rank0.safetensors"))
+    for key, value in rank0.items():
+        np.testing.assert_allclose(streams[key], value, atol=2e-5, err_msg=key)

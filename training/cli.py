@@ -103,10 +103,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-cache", type=Path, metavar="DIR", help="default: ~/.cache/ghostwrite/tokens"
     )
     runs.add_argument(
+        "--streams",
+        type=int,
+        default=d.streams,
+        help="CPU streams each process splits its batch over (0: cores / processes, up to 4)",
+    )
+    runs.add_argument(
         "--blas-threads",
         type=int,
         default=d.blas_threads,
-        help="0: (cores - 1) / processes, 1 to 4",
+        help="0: 1 with several streams, else (cores - 1) / processes, 1 to 4",
     )
     runs.add_argument(
         "--no-compile", dest="compile", action="store_false", help="run the step uncompiled"
@@ -143,6 +149,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         checkpoint_every=args.checkpoint_every,
         checkpoint_dir=args.checkpoint_dir,
         token_cache=args.token_cache,
+        streams=args.streams,
         blas_threads=args.blas_threads,
         compile=args.compile,
         command=shlex.join(["ghostwrite", "train", *argv]),

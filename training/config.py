@@ -59,9 +59,14 @@ class TrainConfig:
     # Machinery.
     checkpoint_dir: Path | None = None  # None: "<out>.checkpoint" next to the output directory
     token_cache: Path | None = None  # None: $XDG_CACHE_HOME/ghostwrite/tokens
-    # 0: (cores - 1) / ranks, at least 1 and at most 4. MLX's elementwise work runs on one
-    # thread of its own, and idle OpenBLAS threads spin: a BLAS thread per core made steps
-    # many times slower as soon as anything else ran (20x on the 2-core machine).
+    # Each process splits its share of the batch over ``streams`` MLX CPU streams: MLX runs a
+    # stream's elementwise work on one thread, so one stream leaves the other cores idle.
+    # 0: cores / ranks, at most 4, lowered to a divisor of the per-process batch.
+    streams: int = 0
+    # 0: one BLAS thread when there are several streams (they run BLAS calls side by side),
+    # else (cores - 1) / ranks, at least 1 and at most 4. Idle OpenBLAS threads spin: a BLAS
+    # thread per core made steps many times slower as soon as anything else ran (20x on the
+    # 2-core machine).
     blas_threads: int = 0
     compile: bool = True
     command: str = ""  # the command line, for the model card
@@ -83,6 +88,7 @@ class TrainConfig:
             "eval_windows": self.eval_windows >= 1,
             "log_every": self.log_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 1,
+            "streams": self.streams >= 0,
             "blas_threads": self.blas_threads >= 0,
             "max_minutes": self.max_minutes is None or self.max_minutes > 0,
             "max_steps": self.max_steps is None or self.max_steps >= 1,

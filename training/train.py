@@ -1,13 +1,18 @@
 """The training loop: fit a GPT to a corpus within a step, epoch or time budget.
 
 Random windows of the training tokens, AdamW with warm-up and cosine decay, gradient clipping,
-weight decay on matrices only, one compiled step. Every random draw is derived from
-(seed, rank, step), so the step number is the whole RNG state and data position: a resumed run
+weight decay on matrices only, a compiled step. Every random draw is derived from
+(seed, step, shard), so the step number is the whole RNG state and data position: a resumed run
 takes exactly the batches and dropout masks the uninterrupted run would have.
 
-Distributed (``mlx.launch -n 2 -- ghostwrite train ...``): each rank draws its own windows
-(``batch_size / ranks`` each), gradients are averaged with ``mx.distributed``, rank 0 alone
-evaluates, writes files and prints; stop decisions (budget, Ctrl-C) are agreed every step.
+Parallelism: the global batch of a step is drawn once and cut into equal shards, one per CPU
+stream of each process (``Run.streams`` per process; MLX runs a stream's elementwise work on a
+thread of its own). Each shard's gradient is computed on its stream with its own dropout seed,
+the shards' gradients are averaged, then one optimizer update runs. Distributed
+(``mlx.launch -n 2 -- ghostwrite train ...``) adds processes: ranks average their gradients with
+``mx.distributed``, rank 0 alone evaluates, writes files and prints; stop decisions (budget,
+Ctrl-C) are agreed every step. A shard's windows and masks depend only on (seed, step, shard),
+so 1 process x 2 streams and 2 processes x 1 stream train the same weights.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -192,6 +197,8 @@ class Run:
                 f"--batch-size {cfg.batch_size} must be divisible by the {self.world} processes"
             )
         self.local_batch = cfg.batch_size // self.world
+        self.streams = self._stream_count()
+        self.shard = self.local_batch // self.streams
         self.out = Path(cfg.out) if cfg.out else files.user_model_dir()
         self.ckpt_dir = (
             Path(cfg.checkpoint_dir)
@@ -220,8 +227,15 @@ class Run:
         self.train_len = min(self.model_cfg.ctx_len, len(self.data.train) - 1)
         self.val_len = min(self.model_cfg.ctx_len, len(self.data.val) - 1)
 
-        threads = cfg.blas_threads or max(1, min(4, ((os.cpu_count() or 1) - 1) // self.world))
+        cores = os.cpu_count() or 1
+        threads = cfg.blas_threads or (
+            1 if self.streams > 1 else max(1, min(4, (cores - 1) // self.world))
+        )
         backend.set_blas_threads(threads)
+        # The first stream is the default one (evaluation runs there too).
+        self.cpu_streams = [mx.default_stream(mx.cpu)] + [
+            mx.new_stream(mx.cpu) for _ in range(self.streams - 1)
+        ]
         if cfg.compile:
             backend.enable_native_jit()
 
@@ -241,6 +255,19 @@ class Run:
         self.eval_loss = self._make_eval_loss()
 
     # --- set-up -------------------------------------------------------------------------------
+
+    def _stream_count(self) -> int:
+        """CPU streams for this process: ``cfg.streams``, or cores / ranks (at most 4) lowered
+        to a divisor of the per-process batch."""
+        if self.cfg.streams:
+            if self.local_batch % self.cfg.streams:
+                raise TrainingError(
+                    f"the batch of {self.local_batch} per process must be divisible by "
+                    f"--streams {self.cfg.streams}"
+                )
+            return self.cfg.streams
+        wanted = max(1, min(4, (os.cpu_count() or 1) // self.world))
+        return next(n for n in range(wanted, 0, -1) if self.local_batch % n == 0)
 
     def _model_config(self) -> tuple[GPTConfig, dict[str, np.ndarray] | None, Path | None]:
         cfg = self.cfg
@@ -320,24 +347,62 @@ class Run:
         s.elapsed_s = from_rank0(mx.array(s.elapsed_s)).item()
         mx.eval(self.model.parameters(), self.optimizer.state)
 
-    def _make_train_step(self) -> Callable[[mx.array, mx.array], mx.array]:
+    def _make_train_step(self) -> Callable[[Sequence[tuple[mx.array, mx.array]]], mx.array]:
+        """The step: shards (inputs, targets), one per stream -> the mean loss (lazy)."""
         model, optimizer, clip, world = self.model, self.optimizer, self.cfg.grad_clip, self.world
         loss_and_grad = nn.value_and_grad(model, cross_entropy)
 
-        def step(x: mx.array, y: mx.array) -> mx.array:
-            loss, grads = loss_and_grad(model, x, y)
+        def update(losses: list[mx.array], grads: list[Any]) -> mx.array:
+            n = len(grads)
+            loss = losses[0] if n == 1 else sum(losses[1:], losses[0]) / n
+            mean = grads[0] if n == 1 else tree_map(lambda *g: sum(g[1:], g[0]) / n, *grads)
             if world > 1:
-                grads = average_gradients(grads)
+                mean = average_gradients(mean)
                 loss = mx.distributed.all_sum(loss) / world
             if clip > 0:
-                grads, _ = optim.clip_grad_norm(grads, clip)
-            optimizer.update(model, grads)
+                mean, _ = optim.clip_grad_norm(mean, clip)
+            optimizer.update(model, mean)
             return loss
 
-        if not self.cfg.compile:
-            return step
-        state = [model.state, optimizer.state, mx.random.state]
-        return partial(mx.compile, inputs=state, outputs=state)(step)
+        def whole(x: mx.array, y: mx.array) -> mx.array:
+            loss, grads = loss_and_grad(model, x, y)
+            return update([loss], [grads])
+
+        def shard_grad(x: mx.array, y: mx.array) -> tuple[mx.array, Any]:
+            weights = model.trainable_parameters()
+            loss, grads = loss_and_grad(model, x, y)
+            # value_and_grad leaves its own tracers in the model; put back what mx.compile
+            # gave us, which it swaps for the real arrays afterwards.
+            model.update(weights)
+            return loss, grads
+
+        if self.cfg.compile:
+            weights, rng = [model.state], [mx.random.state]
+            everything = [model.state, optimizer.state, mx.random.state]
+            whole = mx.compile(whole, inputs=everything, outputs=everything)
+            # MLX keeps one compiled graph per default stream, so each stream gets its own.
+            shard_grad = mx.compile(shard_grad, inputs=weights + rng, outputs=rng)
+            optimizer_state = [model.state, optimizer.state]
+            update = mx.compile(update, inputs=optimizer_state, outputs=optimizer_state)
+
+        def step(shards: Sequence[tuple[mx.array, mx.array]]) -> mx.array:
+            if len(shards) == 1:
+                self._seed_dropout(0)
+                return whole(*shards[0])
+            losses, grads = [], []
+            for i, ((x, y), stream) in enumerate(zip(shards, self.cpu_streams, strict=True)):
+                self._seed_dropout(i)
+                with mx.stream(stream):
+                    loss, grad = shard_grad(x, y)
+                losses.append(loss)
+                grads.append(grad)
+            return update(losses, grads)
+
+        return step
+
+    def _seed_dropout(self, stream: int) -> None:
+        shard = self.rank * self.streams + stream
+        mx.random.seed(step_seed(self.cfg.seed, 0, self.state.step, 1 + shard))
 
     def _make_eval_loss(self) -> Callable[[mx.array, mx.array], mx.array]:
         model = self.model
@@ -410,12 +475,16 @@ class Run:
         """One optimisation step on this rank's windows for the current step; returns the
         (rank-averaged) loss."""
         cfg, s = self.cfg, self.state
-        rng = np.random.default_rng(step_seed(cfg.seed, self.rank, s.step, 0))
-        starts = rng.integers(0, len(self.data.train) - self.train_len, self.local_batch)
-        x, y = windows(self.data.train, starts, self.train_len)
+        # The global batch, drawn identically on every rank; this rank takes its part.
+        rng = np.random.default_rng(step_seed(cfg.seed, 0, s.step, 0))
+        starts = rng.integers(0, len(self.data.train) - self.train_len, cfg.batch_size)
+        mine = starts[self.rank * self.local_batch : (self.rank + 1) * self.local_batch]
+        shards = [
+            windows(self.data.train, mine[i : i + self.shard], self.train_len)
+            for i in range(0, self.local_batch, self.shard)
+        ]
         self.optimizer.learning_rate = learning_rate_at(cfg, self.base_lr, s.step, s.horizon)
-        mx.random.seed(step_seed(cfg.seed, self.rank, s.step, 1))  # dropout masks
-        loss = self.step_fn(x, y)
+        loss = self.step_fn(shards)
         mx.eval(loss, self.model.state, self.optimizer.state)
         value = loss.item()
         if not math.isfinite(value):
@@ -544,6 +613,7 @@ class Run:
             f"(ctx {m.ctx_len}, {m.n_layers}x{m.n_emb}, {self.model.num_params():,} parameters)"
             + (f"; up to {budget:g} minutes" if budget is not None else "")
             + (f"; {self.world} processes" if self.world > 1 else "")
+            + (f"; batch split over {self.streams} CPU streams" if self.streams > 1 else "")
             + (f"; resuming at step {self.state.step}" if self.state.step else "")
         )
 
