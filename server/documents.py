@@ -116,6 +116,8 @@ class Document:
         # Old breaks outside [a, b) keep their places, so new ones can only be near the edit.
         window_start = max(scan_start, a - 1)
         window_end = min(scan_end, a + len(new) + 1)
+        if 0 < window_end < len(self.text) and self.text[window_end - 1 : window_end + 1] == "\r\n":
+            window_end += 1  # never cut a CR LF pair: it is one line break
         middle = line_starts(self.text[window_start:window_end], window_start)
         if middle and middle[-1] == scan_end and last + 1 < len(starts):
             middle.pop()  # already counted as the next unchanged line start

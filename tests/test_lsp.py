@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
@@ -152,6 +152,7 @@ def naive_position(text: str, offset: int, encoding: str) -> types.Position:
 
 @settings(max_examples=150, deadline=None)
 @given(documents_with_edits(), st.sampled_from([UTF8, UTF16, UTF32]))
+@example(("aaaa\r\n", [(0, 4, "")]), UTF8)  # once split a CR LF into two line breaks
 def test_incremental_edits_equal_the_full_text(case, encoding):
     """Unit level: positions made from a naive reference, applied as range edits."""
     text, edits = case
