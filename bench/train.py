@@ -1,21 +1,30 @@
-"""Training speed and quality on this machine: ghostwrite's loop against the article's, one run.
+"""Training speed and quality on this machine: ghostwrite's loop against PyTorch's, one run.
 
-    python bench/train.py [--minutes 10] [--eval-every-s 30] [--out runs/bench-train]
+    python bench/train.py [--minutes 1] [--round-s 5] [--loops ghostwrite,torch]
 
 Reference config (the article's): ctx 128, n_emb 128, 4 heads, 3 layers, dropout 0.1, batch 64,
-AdamW lr 1e-3, on ../shared/data/tinyshakespeare.txt with nanoGPT's split (first 90% train,
-last 10% validation). Same model class for both loops, so only the training loop differs:
+on ../shared/data/tinyshakespeare.txt with nanoGPT's split (first 90% train, last 10%
+validation). Loops:
 
-  ghostwrite  ``ghostwrite.training``'s step: random windows, warm-up + cosine decay over the
-              time budget, gradient clipping, weight decay on matrices only, compiled step.
-  article     the article's loop: the training text cut into fixed chunks of 128, shuffled each
-              epoch, AdamW(1e-3) with MLX's default weight decay, uncompiled.
+  ghostwrite  ``ghostwrite train``'s own step (``Run.train_step``) with its defaults: random
+              windows, warm-up + cosine decay over the time budget, gradient clipping, weight
+              decay on matrices only, compiled step split over CPU streams.
+  torch       the same model, recipe and batches in PyTorch 2 (eager, ``--torch-threads``
+              threads, ``F.scaled_dot_product_attention``). Needs the ``bench`` extra; skipped
+              with a message when torch is missing.
+  article     the article's MLX loop: fixed shuffled chunks of 128, AdamW(1e-3), uncompiled.
 
-Each loop trains for ``--minutes`` (one after the other, so they never share the CPU); every
-``--eval-every-s`` seconds of training the clock stops and both are scored on the same fixed
-validation windows. Prints tokens/s and validation loss (nats/char) against training time,
-writes results.json and, with matplotlib (the ``bench`` extra), loss_vs_time.png.
-For reference: a Kneser-Ney 6-gram scores 1.5385 on this split, nanoGPT's char model 1.47.
+``ghostwrite:N`` and ``torch:N`` pick N streams / N threads (e.g. ``--loops
+ghostwrite,ghostwrite:1,torch:2,torch:1``: on a busy machine PyTorch with a thread per core
+collapses).
+
+Each loop trains ``--minutes`` of training time; the loops take turns every ``--round-s``
+seconds, so they all see the same background load. Tokens/s is the median over rounds (the
+first round, which builds MLX's JIT kernels, left out) and ratios are taken per round. Every
+``--eval-every-s`` seconds of a loop's training its clock stops and it is scored on the same
+fixed validation windows: val loss (nats/char) after equal training time. Writes results.json
+and, with matplotlib (the ``bench`` extra), loss_vs_time.png. For reference: a Kneser-Ney
+6-gram scores 1.5385 on this split, nanoGPT's char model 1.47.
 """
 
 from __future__ import annotations
@@ -24,9 +33,11 @@ import argparse
 import json
 import math
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 # isort: off
@@ -38,6 +49,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from ghostwrite.model.config import GPTConfig
 from ghostwrite.model.gpt import GPT, cross_entropy
 from ghostwrite.training.corpus import TokenData
 from ghostwrite.training.progress import Reporter
@@ -47,6 +59,8 @@ from ghostwrite.training.train import (
     Run,
     StopFlag,
     TrainConfig,
+    learning_rate_at,
+    step_seed,
     windows,
 )
 
@@ -54,6 +68,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 KN6_NATS = 1.5385  # Kneser-Ney 6-gram on nanoGPT's split
 BATCH = 64
+RECIPE = TrainConfig()  # ghostwrite's optimisation defaults, shared by the PyTorch loop
+
+
+@dataclass
+class Loop:
+    name: str
+    step: Callable[[], None]
+    tick: Callable[[float], None]  # training seconds so far, after each step
+    val_loss: Callable[[], float]
+    tokens_per_step: int
+    note: str = ""
 
 
 def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -62,68 +87,88 @@ def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data[:n], data[n:]
 
 
-def val_loss(model: GPT, val: np.ndarray, windows_n: int) -> float:
-    """Mean loss on fixed, evenly spaced validation windows (identical for both loops)."""
-    ctx = model.cfg.ctx_len
-    starts = np.linspace(0, len(val) - ctx - 1, windows_n).round().astype(np.int64)
+def val_starts(val: np.ndarray, ctx: int, count: int) -> np.ndarray:
+    """Fixed, evenly spaced validation windows (identical for every loop)."""
+    return np.linspace(0, len(val) - ctx - 1, count).round().astype(np.int64)
+
+
+def mlx_val_loss(model: GPT, val: np.ndarray, count: int) -> float:
+    starts = val_starts(val, model.cfg.ctx_len, count)
     model.eval()
     total = 0.0
-    for i in range(0, windows_n, BATCH):
-        x, y = windows(val, starts[i : i + BATCH], ctx)
+    for i in range(0, count, BATCH):
+        x, y = windows(val, starts[i : i + BATCH], model.cfg.ctx_len)
         total += cross_entropy(model, x, y).item() * len(x)
     model.train()
-    return total / windows_n
+    return total / count
+
+
+def budget_ticker(budget_s: float, get_step: Callable[[], int], set_horizon: Callable[[int], None]):
+    """``Run.loop``'s time budget -> step count, so a cosine schedule spans the budget."""
+    timing: dict[str, float] = {}
+
+    def tick(elapsed: float) -> None:
+        if "done" in timing:
+            return
+        step = get_step()
+        if "from_step" not in timing:
+            timing.update(from_step=step, from_time=elapsed)
+        elif step - timing["from_step"] >= ESTIMATE_AFTER_STEPS:
+            per_step = (elapsed - timing["from_time"]) / (step - timing["from_step"])
+            set_horizon(step + max(1, int((budget_s - elapsed) * BUDGET_MARGIN / per_step)))
+            timing["done"] = 1
+
+    return tick
 
 
 def ghostwrite_loop(
-    data_path: Path, train: np.ndarray, val: np.ndarray, budget_s: float, seed: int, threads: int
-) -> tuple[GPT, Callable[[], None], Callable[[float], None]]:
+    data_path: Path,
+    train: np.ndarray,
+    val: np.ndarray,
+    budget_s: float,
+    args: argparse.Namespace,
+    streams: int,
+) -> Loop:
     """The real training step (``Run.train_step``) on nanoGPT's split."""
     cache = Path(tempfile.mkdtemp(prefix="ghostwrite-bench-"))
     cfg = TrainConfig(
         paths=[str(data_path)],
         out=cache / "model",
         preset="article",
-        seed=seed,
-        max_minutes=budget_s / 60,
+        seed=args.seed,
+        max_minutes=budget_s / 60 if budget_s > 0 else None,
         token_cache=cache,
-        blas_threads=threads,
+        blas_threads=args.blas_threads,
+        streams=streams,
     )
     run = Run(cfg, Reporter("plain", cfg.log_every, silent=True), StopFlag())
     shutil.rmtree(cache)
     run.data = TokenData(np.concatenate([train, val]), len(train), "tail", 0)  # nanoGPT's split
-    timing: dict[str, float] = {}
 
-    def step() -> None:
-        run.train_step()
+    def set_horizon(steps: int) -> None:
+        run.state.horizon = steps
 
-    def tick(elapsed: float) -> None:
-        # Run.loop's time budget -> step count, so the cosine schedule spans the budget.
-        s = run.state
-        if s.horizon is not None:
-            return
-        if "from_step" not in timing:
-            timing.update(from_step=s.step, from_time=elapsed)
-        elif s.step - timing["from_step"] >= ESTIMATE_AFTER_STEPS:
-            per_step = (elapsed - timing["from_time"]) / (s.step - timing["from_step"])
-            s.horizon = s.step + max(1, int((budget_s - elapsed) * BUDGET_MARGIN / per_step))
-
-    return run.model, step, tick
+    return Loop(
+        "ghostwrite" + (f":{streams}" if streams else ""),
+        lambda: run.train_step(),
+        budget_ticker(budget_s, lambda: run.state.step, set_horizon),
+        lambda: mlx_val_loss(run.model, val, args.eval_windows),
+        BATCH * run.model_cfg.ctx_len,
+        f"{run.streams} stream(s), {backend.blas_threads()} BLAS thread(s)",
+    )
 
 
-def article_loop(
-    train: np.ndarray, seed: int, threads: int
-) -> tuple[GPT, Callable[[], None], Callable[[float], None]]:
+def article_loop(train: np.ndarray, val: np.ndarray, args: argparse.Namespace) -> Loop:
     """The article's loop: fixed shuffled chunks, plain AdamW, no compile."""
-    backend.set_blas_threads(threads)
+    backend.set_blas_threads(args.blas_threads or 1)
     cfg = PRESETS["article"]
-    mx.random.seed(seed)
+    mx.random.seed(args.seed)
     model = GPT(cfg)
     optimizer = optim.AdamW(learning_rate=1e-3)
     loss_and_grad = nn.value_and_grad(model, cross_entropy)
     ctx = cfg.ctx_len
     starts = np.arange(0, len(train) - ctx - 1, ctx)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(args.seed)
     order: list[int] = []
 
     def step() -> None:
@@ -136,72 +181,192 @@ def article_loop(
         optimizer.update(model, grads)
         mx.eval(loss, model.parameters(), optimizer.state)
 
-    return model, step, lambda _elapsed: None
+    return Loop(
+        "article",
+        step,
+        lambda _elapsed: None,
+        lambda: mlx_val_loss(model, val, args.eval_windows),
+        BATCH * ctx,
+        "uncompiled, stock MLX ops",
+    )
 
 
-def measure(
+def torch_loop(
+    train: np.ndarray, val: np.ndarray, budget_s: float, args: argparse.Namespace, threads: int
+) -> Loop | None:
+    """The same GPT, recipe and batches in PyTorch (eager), or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from torch_gpt import TorchGPT  # bench/torch_gpt.py: imported only when torch is there
+
+    torch.manual_seed(args.seed)
+    cfg: GPTConfig = PRESETS["article"]
+    model = TorchGPT(cfg)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": RECIPE.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=RECIPE.scratch_learning_rate,
+        betas=(RECIPE.beta1, RECIPE.beta2),
+    )
+    ctx = cfg.ctx_len
+    state = {"step": 0, "horizon": None}
+
+    def batch(data: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.from_numpy(data[starts[:, None] + np.arange(ctx + 1)].astype(np.int64))
+        return rows[:, :-1], rows[:, 1:]
+
+    def step() -> None:
+        if torch.get_num_threads() != threads:  # loops with other thread counts take turns
+            torch.set_num_threads(threads)
+        rng = np.random.default_rng(step_seed(args.seed, 0, state["step"], 0))
+        x, y = batch(train, rng.integers(0, len(train) - ctx, BATCH))
+        lr = learning_rate_at(RECIPE, RECIPE.scratch_learning_rate, state["step"], state["horizon"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), RECIPE.grad_clip)
+        optimizer.step()
+        loss.item()
+        state["step"] += 1
+
+    def val_loss() -> float:
+        starts = val_starts(val, ctx, args.eval_windows)
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for i in range(0, len(starts), BATCH):
+                x, y = batch(val, starts[i : i + BATCH])
+                logits = model(x)
+                loss = torch.nn.functional.cross_entropy(
+                    logits.view(-1, logits.size(-1)), y.reshape(-1)
+                )
+                total += loss.item() * len(x)
+        model.train()
+        return total / len(starts)
+
+    def set_horizon(steps: int) -> None:
+        state["horizon"] = steps
+
+    return Loop(
+        f"torch:{threads}",
+        step,
+        budget_ticker(budget_s, lambda: state["step"], set_horizon),
+        val_loss,
+        BATCH * ctx,
+        f"torch {torch.__version__}, {threads} thread(s), eager",
+    )
+
+
+def make_loop(
     name: str,
-    model: GPT,
-    step: Callable[[], None],
-    tick: Callable[[float], None],
+    args: argparse.Namespace,
+    train: np.ndarray,
     val: np.ndarray,
     budget_s: float,
-    eval_every_s: float,
-    eval_windows: int,
-) -> dict:
-    """Train for ``budget_s`` seconds of training time, scoring every ``eval_every_s``."""
-    tokens_per_step = BATCH * model.cfg.ctx_len
-    points = [{"time_s": 0.0, "steps": 0, "val_loss": val_loss(model, val, eval_windows)}]
-    elapsed, steps, next_eval = 0.0, 0, eval_every_s
-    first_step_s = None
-    while elapsed < budget_s:
-        started = time.perf_counter()
-        step()
-        spent = time.perf_counter() - started
-        first_step_s = spent if first_step_s is None else first_step_s
-        elapsed += spent
-        steps += 1
-        tick(elapsed)
-        if elapsed >= next_eval or elapsed >= budget_s:
-            loss = val_loss(model, val, eval_windows)
-            points.append({"time_s": round(elapsed, 2), "steps": steps, "val_loss": loss})
-            print(f"  {name:10s} {elapsed:7.1f}s  step {steps:6d}  val {loss:.4f}", flush=True)
-            next_eval += eval_every_s
-    steady = (elapsed - (first_step_s or 0)) / max(1, steps - 1)
-    return {
-        "name": name,
-        "steps": steps,
-        "train_s": round(elapsed, 2),
-        "first_step_s": round(first_step_s or 0, 2),
-        "tokens_per_s": tokens_per_step * steps / elapsed,
-        "steady_tokens_per_s": tokens_per_step / steady,
-        "final_val_loss": points[-1]["val_loss"],
-        "best_val_loss": min(p["val_loss"] for p in points),
-        "points": points,
-    }
+) -> Loop | None:
+    kind, _, number = name.partition(":")
+    if number and not number.isdigit():
+        raise SystemExit(f"bad loop {name!r}: the number after ':' is streams or threads")
+    if kind == "ghostwrite":
+        return ghostwrite_loop(args.data, train, val, budget_s, args, int(number or args.streams))
+    if kind == "article":
+        return article_loop(train, val, args)
+    if kind == "torch":
+        return torch_loop(train, val, budget_s, args, int(number or args.torch_threads))
+    raise SystemExit(f"unknown loop {name!r}")
 
 
-def print_table(results: list[dict]) -> None:
-    print("\nval loss (nats/char) vs training time")
-    names = [r["name"] for r in results]
-    print(f"{'time':>8s}  " + "  ".join(f"{n:>12s}" for n in names))
+def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float) -> list[dict]:
+    """Each loop trains ``budget_s`` seconds of training time, the loops taking turns for
+    ``round_s`` seconds, so all of them see the same background load. Every ``eval_every_s``
+    seconds of a loop's training its clock stops and it is scored on the validation windows."""
+    runs = [
+        {"loop": loop, "elapsed": 0.0, "steps": 0, "next_eval": eval_every_s, "rounds": [],
+         "points": [{"time_s": 0.0, "steps": 0, "val_loss": loop.val_loss()}]}
+        for loop in loops
+    ]  # fmt: skip
+    round_no = 0
+    while any(r["elapsed"] < budget_s for r in runs):
+        round_no += 1
+        for r in runs:
+            loop = r["loop"]
+            round_time, round_steps = 0.0, 0
+            while r["elapsed"] < budget_s and (round_time < round_s or round_steps < 2):
+                started = time.perf_counter()
+                loop.step()
+                spent = time.perf_counter() - started
+                r["elapsed"] += spent
+                r["steps"] += 1
+                round_time += spent
+                round_steps += 1
+                loop.tick(r["elapsed"])
+                if r["elapsed"] >= r["next_eval"] or r["elapsed"] >= budget_s:
+                    loss = loop.val_loss()
+                    r["points"].append(
+                        {"time_s": round(r["elapsed"], 2), "steps": r["steps"], "val_loss": loss}
+                    )
+                    r["next_eval"] += eval_every_s
+            r["this_round"] = loop.tokens_per_step * round_steps / round_time if round_steps else 0
+            if round_no > 1 and round_steps:  # round 1 builds JIT kernels and warms up
+                r["rounds"].append(r["this_round"])
+        cells = "  ".join(f"{r['loop'].name} {r['this_round']:6.0f}" for r in runs)
+        print(f"  round {round_no}: {cells} tok/s" + (" (warm-up)" if round_no == 1 else ""))
+    return [
+        {
+            "name": r["loop"].name,
+            "note": r["loop"].note,
+            "steps": r["steps"],
+            "train_s": round(r["elapsed"], 2),
+            "tokens_per_s": statistics.median(r["rounds"]) if r["rounds"] else math.nan,
+            "round_tokens_per_s": r["rounds"],
+            "final_val_loss": r["points"][-1]["val_loss"],
+            "points": r["points"],
+        }
+        for r in runs
+    ]
+
+
+def print_speed(results: list[dict]) -> None:
+    """Median tokens/s over rounds, and the median per-round ratio to the first torch loop."""
+    print("\ntokens/s: median over rounds (min-max); ratio per round, median (min-max)")
+    ref = next((r for r in results if r["name"].startswith("torch")), None)
+    for r in results:
+        rates = r["round_tokens_per_s"] or [math.nan]
+        ratio = ""
+        if ref is not None and r is not ref:
+            per_round = [a / b for a, b in zip(rates, ref["round_tokens_per_s"], strict=False)]
+            if per_round:
+                ratio = (
+                    f"  {statistics.median(per_round):.2f}x {ref['name']} "
+                    f"({min(per_round):.2f}-{max(per_round):.2f})"
+                )
+        print(
+            f"  {r['name']:13s} {r['tokens_per_s']:8.0f}  ({min(rates):.0f}-{max(rates):.0f})"
+            f"{ratio}  [{r['note']}]"
+        )
+
+
+def print_quality(results: list[dict]) -> None:
+    print("\nval loss (nats/char) after equal training time")
+    print(f"{'time':>8s}  " + "  ".join(f"{r['name']:>13s}" for r in results))
     rows = max(len(r["points"]) for r in results)
     for i in range(rows):
         cells = []
         for r in results:
             p = r["points"][i] if i < len(r["points"]) else None
-            cells.append(f"{p['val_loss']:12.4f}" if p else " " * 12)
+            cells.append(f"{p['val_loss']:13.4f}" if p else " " * 13)
         times = [r["points"][i]["time_s"] for r in results if i < len(r["points"])]
         print(f"{times[0]:7.0f}s  " + "  ".join(cells))
-    print()
-    print(
-        f"{'loop':12s} {'steps':>7s} {'tok/s':>9s} {'steady':>9s} {'1st step':>9s} {'best val':>9s}"
-    )
-    for r in results:
-        print(
-            f"{r['name']:12s} {r['steps']:9d} {r['tokens_per_s']:9.0f} "
-            f"{r['steady_tokens_per_s']:9.0f} {r['first_step_s']:8.1f}s {r['best_val_loss']:9.4f}"
-        )
+    print("  steps:  " + "  ".join(f"{r['steps']:13d}" for r in results))
     print(f"(Kneser-Ney 6-gram: {KN6_NATS}; ln 2 nats = 1 bit)")
 
 
@@ -232,41 +397,46 @@ def plot(results: list[dict], path: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--minutes", type=float, default=10.0, help="training time per loop")
-    parser.add_argument("--eval-every-s", type=float, default=30.0)
+    parser.add_argument("--loops", default="ghostwrite,torch", help="comma-separated")
+    parser.add_argument("--minutes", type=float, default=1.0, help="training time per loop")
+    parser.add_argument("--round-s", type=float, default=5.0, help="turn length")
+    parser.add_argument("--eval-every-s", type=float, default=15.0)
     parser.add_argument("--eval-windows", type=int, default=512)
-    parser.add_argument("--loops", default="ghostwrite,article", help="comma-separated")
-    parser.add_argument("--blas-threads", type=int, default=1)
+    parser.add_argument("--blas-threads", type=int, default=0, help="0: ghostwrite's default")
+    parser.add_argument("--streams", type=int, default=0, help="0: ghostwrite's default")
+    parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-train")
     args = parser.parse_args()
     if not args.data.is_file():
         raise SystemExit(f"no data at {args.data}")
+    backend.enable_native_jit()
 
     train, val = load_split(args.data)
     budget_s = args.minutes * 60
-    results = []
+    loops = []
     for name in args.loops.split(","):
-        print(f"{name}: training {args.minutes:g} min", flush=True)
-        if name == "ghostwrite":
-            model, step, tick = ghostwrite_loop(
-                args.data, train, val, budget_s, args.seed, args.blas_threads
-            )
-        elif name == "article":
-            model, step, tick = article_loop(train, args.seed, args.blas_threads)
+        loop = make_loop(name, args, train, val, budget_s)
+        if loop is None:
+            print(f"{name}: skipped (torch is not installed: pip install -e '.[bench]')")
         else:
-            raise SystemExit(f"unknown loop {name!r}")
-        results.append(
-            measure(name, model, step, tick, val, budget_s, args.eval_every_s, args.eval_windows)
-        )
-
-    print_table(results)
-    args.out.mkdir(parents=True, exist_ok=True)
+            loops.append(loop)
+    print(
+        f"{', '.join(loop.name for loop in loops)}: {args.minutes:g} min of training each, "
+        f"taking turns every {args.round_s:g} s",
+        flush=True,
+    )
+    results = race(loops, budget_s, args.round_s, args.eval_every_s)
+    print_speed(results)
+    print_quality(results)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    (args.out / "results.json").write_text(json.dumps({"args": settings, "results": results}))
+    report = {"args": settings, "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report))
     png = args.out / "loss_vs_time.png"
-    print(f"wrote {args.out / 'results.json'}" + (f" and {png}" if plot(results, png) else ""))
-    if not math.isfinite(results[-1]["final_val_loss"]):
+    drew = plot(results, png)
+    print(f"wrote {args.out / 'results.json'}" + (f" and {png}" if drew else ""))
+    if not all(math.isfinite(r["final_val_loss"]) for r in results):
         raise SystemExit("loss diverged")
 
 
