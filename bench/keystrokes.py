@@ -1,6 +1,7 @@
 """Keystroke savings of a typist who accepts suggestions word by word, against a word n-gram.
 
     python bench/keystrokes.py --model DIR [--train-files F ...] [--eval-file F] [--chars 2000]
+        [--confidence C ...] [--model-weight W ...] [--rows ngram model document workspace]
 
 The typist writes a held-out span. Before each keystroke a completer shows a suggestion (or
 nothing); when the suggestion's first word (with any punctuation/space before it) is exactly what
@@ -8,9 +9,12 @@ comes next, one keystroke accepts it, otherwise one character is typed. Reported
 keystroke savings (1 - keystrokes / characters), suggestions shown per keystroke and the
 exact-match rate (shown suggestions whose first word was accepted).
 
-Completers: the server's pipeline (``Suggester``: beam search, confidence threshold, optional
-personal dictionary fed with the document as it is typed), and a classical word bigram with
-unigram fallback trained on the same files, which always shows its best guess.
+Completers: a classical word bigram with unigram fallback trained on the training files, which
+always shows its best guess (``ngram``), and the server's pipeline (``Suggester``: beam search,
+word rescoring, confidence threshold) with no dictionary (``model``), with a dictionary of the
+document as it is typed (``document``), and with the dictionary also holding the training files
+(``workspace``: what the server's workspace index gives when those files are in the workspace;
+the fair comparison, since the n-gram sees the same words).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ghostwrite.server.dictionary import WORD, WordStats, _word_start
-from ghostwrite.server.engine import LoadedModel, Suggester
+from ghostwrite.server.engine import LoadedModel, Suggester, WordScoring
 from ghostwrite.server.options import ServerOptions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -37,6 +41,7 @@ TRAIN = [
     "gutenberg-pride-and-prejudice.txt",
 ]
 EVAL = "gutenberg-the-time-machine.txt"
+ROWS = ("ngram", "model", "document", "workspace")
 FIRST_WORD = re.compile(r"\W*\w+(?:'\w+)*|\W+")
 
 
@@ -124,13 +129,15 @@ def simulate(name: str, context: str, span: str, suggest: Callable[[str], str | 
 
 
 def model_typist(
-    model: LoadedModel, options: ServerOptions, dictionary: bool, context: str, seed: list[str]
+    model: LoadedModel,
+    options: ServerOptions,
+    scoring: WordScoring,
+    stats: WordStats | None,
+    context: str,
 ):
-    suggester = Suggester(model)
-    stats = WordStats() if dictionary else None
+    suggester = Suggester(model, scoring)
     if stats is not None:
-        for text in [*seed, context]:
-            stats.add(text)
+        stats.add(context)
     last = [context]
 
     def suggest(before: str) -> str | None:
@@ -152,11 +159,22 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=60_000)
     parser.add_argument("--chars", type=int, default=2000)
     parser.add_argument("--context", type=int, default=2000, help="document text before the span")
-    parser.add_argument("--confidence", type=float, nargs="+", default=[0.0, 0.2])
+    parser.add_argument("--confidence", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--model-weight", type=float, nargs="+", default=[WordScoring.model_weight])
     parser.add_argument(
-        "--seed-dictionary",
-        action="store_true",
-        help="also put the training files in the dictionary (as if they were open documents)",
+        "--rank",
+        nargs="+",
+        choices=("savings", "probability"),
+        default=["savings" if WordScoring.by_savings else "probability"],
+        help="order suggestions by expected keystrokes saved or by probability",
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=ROWS,
+        default=["ngram", "workspace"],
+        help="ngram; model without dictionary; document dictionary; workspace dictionary "
+        "(document + training files)",
     )
     args = parser.parse_args()
 
@@ -164,18 +182,29 @@ def main() -> None:
     context = text[max(0, args.start - args.context) : args.start]
     span = text[args.start : args.start + args.chars]
     train_texts = [load_text(p) for p in args.train_files]
-    ngram = Bigram(train_texts)
-    seed = train_texts if args.seed_dictionary else []
     model = LoadedModel.load(Path(args.model))
-    results = [simulate("word bigram + unigram fallback", context, span, ngram.suggest)]
-    for confidence in args.confidence:
-        for dictionary in (False, True):
-            options = ServerOptions(confidence=confidence, dictionary=dictionary)
-            name = f"model, confidence {confidence}"
-            if dictionary:
-                name += " + dictionary" + (" seeded with the training files" if seed else "")
-            typist = model_typist(model, options, dictionary, context, seed)
-            results.append(simulate(name, context, span, typist))
+    results = []
+    if "ngram" in args.rows:
+        ngram = Bigram(train_texts)
+        results.append(simulate("word bigram + unigram fallback", context, span, ngram.suggest))
+    for row, confidence, weight, rank in itertools.product(
+        [r for r in ROWS if r != "ngram" and r in args.rows],
+        args.confidence,
+        args.model_weight,
+        args.rank,
+    ):
+        if row == "model" and (weight, rank) != (args.model_weight[0], args.rank[0]):
+            continue  # without a dictionary there is nothing to weigh or rerank
+        options = ServerOptions(confidence=confidence, dictionary=row != "model")
+        scoring = WordScoring(model_weight=weight, by_savings=rank == "savings")
+        stats = None if row == "model" else WordStats()
+        name = f"model, confidence {confidence}"
+        if stats is not None:
+            name += f", {row} dictionary, model weight {weight}, by {rank}"
+            for seed in train_texts if row == "workspace" else []:
+                stats.add(seed)
+        typist = model_typist(model, options, scoring, stats, context)
+        results.append(simulate(name, context, span, typist))
     print(
         f"{len(span)} characters of {args.eval_file.name} from offset {args.start}; model "
         f"{args.model} (val loss {model.files.card.get('val_loss', '?')}); n-gram trained on "

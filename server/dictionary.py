@@ -1,6 +1,7 @@
 """A personal dictionary: word and word-pair counts of the open documents, kept up to date edit by
 edit, used to rescore the model's word candidates (the way a phone keyboard learns the names and
-words you type). The model sees at most its context window; this sees every open document."""
+words you type). The model sees at most its context window; this sees every open document and
+the text files of the workspace folders (``index_workspace``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import itertools
 import re
 import threading
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ghostwrite.training import corpus
 
 WORD = re.compile(r"\w+(?:'\w+)*")
 
@@ -72,6 +78,28 @@ class WordStats:
         with self._lock:
             self._count(text, -1)
 
+    def merge(self, other: WordStats, sign: int = 1) -> None:
+        """Add (or, with sign -1, take away) another instance's counts."""
+        with self._lock:
+            for word, n in other.words.items():
+                self._bump(self.words, word, sign * n)
+                bucket = self.by_prefix.setdefault(word[0].lower(), Counter())
+                self._bump(bucket, word, sign * n)
+                if not bucket:
+                    del self.by_prefix[word[0].lower()]
+            for first, follow in other.followers.items():
+                mine = self.followers.setdefault(first, Counter())
+                for second, n in follow.items():
+                    self._bump(mine, second, sign * n)
+                if not mine:
+                    del self.followers[first]
+
+    @staticmethod
+    def _bump(counter: Counter[str], key: str, n: int) -> None:
+        counter[key] += n
+        if counter[key] <= 0:
+            del counter[key]
+
     def replace(self, old_text: str, a: int, b: int, new: str, new_text: str) -> None:
         """Account for ``old_text[a:b]`` having become ``new`` (giving ``new_text``)."""
         start, end = region(old_text, a, b)
@@ -109,3 +137,66 @@ class WordStats:
                 }
         best = sorted(scores.items(), key=lambda item: -item[1])[:limit]
         return dict(best)
+
+
+@dataclass(frozen=True)
+class WorkspaceLimits:
+    """Bounds on what the workspace index reads, so a huge folder cannot stall the server."""
+
+    max_files: int = 2000
+    max_file_bytes: int = 2_000_000
+    max_total_bytes: int = 30_000_000
+
+
+@dataclass(frozen=True)
+class WorkspaceIndex:
+    stats: WordStats
+    files: int
+    bytes: int
+    skipped: dict[str, int]
+
+
+def index_workspace(
+    folders: Sequence[str | Path], limits: WorkspaceLimits | None = None
+) -> WorkspaceIndex:
+    """Word counts of the text files under ``folders``, walked with training's rules (no VCS,
+    virtual-env, build or hidden folders, no binary files) and never through a symlink that
+    leads out of its folder."""
+    limits = limits or WorkspaceLimits()
+    stats = WordStats()
+    skipped: Counter[str] = Counter()
+    seen: set[Path] = set()
+    indexed = total = 0
+    for folder in folders:
+        root = Path(folder).resolve()
+        if not root.is_dir():
+            continue
+        for path, _ in corpus._walk(root, (), skipped):
+            real = path.resolve()
+            if real in seen or not real.is_file():
+                continue
+            seen.add(real)
+            if not real.is_relative_to(root):
+                skipped["links leading out of the folder"] += 1
+                continue
+            if indexed >= limits.max_files:
+                skipped["files past the limit"] += 1
+                continue
+            try:
+                size = real.stat().st_size
+                if size > limits.max_file_bytes or total + size > limits.max_total_bytes:
+                    skipped["files past the size limits"] += 1
+                    continue
+                with open(real, "rb") as handle:
+                    raw = handle.read(limits.max_file_bytes + 1)
+            except OSError:
+                skipped["unreadable files"] += 1
+                continue
+            if corpus.looks_binary(raw[: corpus.SNIFF_BYTES]):
+                skipped["binary files"] += 1
+                continue
+            text = corpus.normalise(raw)[0]
+            stats.add(text)
+            indexed += 1
+            total += len(raw)
+    return WorkspaceIndex(stats, indexed, total, dict(skipped))

@@ -17,22 +17,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ghostwrite.model import files
 from ghostwrite.model.completer import Completer
-from ghostwrite.model.inference import Decoder
+from ghostwrite.model.inference import Decoder, log_softmax
 
-from .dictionary import WORD, WordStats, _word_start
+from .dictionary import WORD, WordStats, WorkspaceIndex, _word_start, index_workspace
 from .options import ServerOptions
 
 log = logging.getLogger(__name__)
 
-# How much the model's probability counts against the dictionary's when both score a word
-# (bench/keystrokes.py measures the effect).
-MODEL_WEIGHT = 0.6
-DICTIONARY_CANDIDATES = 8
-# Text given to the model starts at a multiple of this many characters (times its context), so
-# the start only moves now and then and the KV cache of the previous keystroke stays valid.
-ANCHOR_CONTEXTS = 8
+
+@dataclass(frozen=True)
+class WordScoring:
+    """How word suggestions are rescored with the dictionary (bench/keystrokes.py measures it)."""
+
+    # Share of the model's beam probability in the mix; the rest is the dictionary's word
+    # distribution, steered by the model's next-character distribution.
+    model_weight: float = 0.6
+    dictionary_candidates: int = 32
+    # Rank by expected keystrokes saved (probability x characters inserted) rather than by
+    # probability: a likely long word is worth more than a likelier short one.
+    by_savings: bool = True
+
+
+# Text given to the model starts at a multiple of this many characters, so the start only moves
+# now and then: each move re-prefills the window at once (a latency spike), while a longer text
+# only costs a cheap encode and compare per keystroke.
+ANCHOR_CHARS = 1 << 16
 
 Signature = tuple[tuple[int, int, int], ...]
 
@@ -76,8 +89,9 @@ def is_word_char(ch: str) -> bool:
 class Suggester:
     """Suggestions for one document, reusing the model's cache from keystroke to keystroke."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, scoring: WordScoring | None = None) -> None:
         self.model = model
+        self.scoring = scoring or WordScoring()
         # The completer reuses its cache, and its last suggestion when the user types along it.
         self.completer = Completer(model.decoder)
 
@@ -107,9 +121,7 @@ class Suggester:
         stats: WordStats | None,
         should_stop: Callable[[], bool] | None,
     ) -> list[Suggestion]:
-        ctx = self.model.files.config.ctx_len
-        span = ANCHOR_CONTEXTS * ctx
-        anchor = max(0, (len(before) - span) // span * span)
+        anchor = max(0, (len(before) - ANCHOR_CHARS) // ANCHOR_CHARS * ANCHOR_CHARS)
         rescore = stats is not None and options.dictionary and options.stop == "word"
         search = options.search_options()
         if rescore:
@@ -118,7 +130,9 @@ class Suggester:
         completions = self.completer.complete(before[anchor:], search, should_stop)
         found = [Suggestion(c.text, c.probability) for c in completions]
         if rescore and stats is not None:
-            found = rescore_with_dictionary(before, found, stats)
+            found = rescore_with_dictionary(
+                before, found, stats, self.scoring, self.completer.next_logits
+            )
         return found
 
 
@@ -129,32 +143,51 @@ def repeats(suggestion: Suggestion, after: str) -> bool:
 
 
 def rescore_with_dictionary(
-    before: str, found: list[Suggestion], stats: WordStats
+    before: str,
+    found: list[Suggestion],
+    stats: WordStats,
+    scoring: WordScoring,
+    next_logits: np.ndarray | None = None,
 ) -> list[Suggestion]:
-    """Mix the model's word probabilities with the dictionary's (a cache language model):
-    P(word) = w * P_model(word) + (1 - w) * P_dictionary(word | previous word, typed prefix).
-    Words the model did not propose keep only the dictionary's share."""
+    """Interpolate the model's and the dictionary's next-word distributions (a cache language
+    model): P(text) = w * P_model(text) + (1 - w) * P_dictionary(word | previous word, typed
+    prefix). The beam gives P_model for its few candidates; for the dictionary's other words it
+    is estimated as P_model(first character) * P_dictionary(word | its first character)."""
     start = _word_start(before, len(before))
     prefix = before[start:]
     words_before = WORD.findall(before[max(0, start - 200) : start])
     previous = words_before[-1] if words_before else None
     # Between words a dictionary word needs a separating space unless one was just typed.
     gap = "" if prefix or not before or before[-1].isspace() else " "
-    scores: dict[str, float] = {}
-    texts: dict[str, str] = {}
-    for suggestion in found:
-        body = suggestion.text.lstrip()
-        lead = suggestion.text[: len(suggestion.text) - len(body)]
-        word = prefix + body
-        if WORD.fullmatch(word) is None or (prefix and lead):
-            return found  # not a single word: nothing to rescore against
-        scores[word] = MODEL_WEIGHT * suggestion.probability
-        texts[word] = suggestion.text
-    for word, p in stats.candidates(prefix, previous, DICTIONARY_CANDIDATES).items():
-        scores[word] = scores.get(word, 0.0) + (1 - MODEL_WEIGHT) * p
-        texts.setdefault(word, gap + word[len(prefix) :])
-    ranked = sorted(scores.items(), key=lambda item: -item[1])
-    return [Suggestion(texts[word], p) for word, p in ranked]
+    w = scoring.model_weight
+    beam = {s.text: s.probability for s in found}
+    scores = {text: w * p for text, p in beam.items()}
+    words = stats.candidates(prefix, previous, scoring.dictionary_candidates)
+    first_byte = _first_byte_probabilities(next_logits, gap)
+    by_byte: dict[int, float] = {}
+    for word, p in words.items():
+        byte = word[len(prefix)].encode()[0]
+        by_byte[byte] = by_byte.get(byte, 0.0) + p
+    for word, p in words.items():
+        text = gap + word[len(prefix) :]
+        model_share = 0.0
+        if text not in beam and first_byte is not None:
+            byte = word[len(prefix)].encode()[0]
+            model_share = w * float(first_byte[byte]) * p / by_byte[byte]
+        scores[text] = scores.get(text, 0.0) + model_share + (1 - w) * p
+
+    def value(item: tuple[str, float]) -> float:
+        return item[1] * (len(item[0]) - 1 if scoring.by_savings else 1)
+
+    ranked = sorted(scores.items(), key=value, reverse=True)
+    return [Suggestion(text, p) for text, p in ranked]
+
+
+def _first_byte_probabilities(next_logits: np.ndarray | None, gap: str) -> np.ndarray | None:
+    """The model's distribution of the next byte, when that byte starts the word's rest."""
+    if next_logits is None or gap:
+        return None
+    return np.exp(log_softmax(next_logits.astype(np.float64)))
 
 
 @dataclass
@@ -179,6 +212,19 @@ class Engine:
         self._suggesters: dict[str, Suggester] = {}  # touched only by the worker thread
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ghostwrite-model")
         self._jobs: list[Job] = []
+        self.workspace: WorkspaceIndex | None = None
+        self._indexing = threading.Lock()
+
+    def index_workspace(self, folders: list[str]) -> WorkspaceIndex:
+        """Replace the workspace's words in the dictionary with a fresh index of ``folders``
+        (slow: call it off the event loop)."""
+        with self._indexing:
+            index = index_workspace(folders)
+            if self.workspace is not None:
+                self.stats.merge(self.workspace.stats, -1)
+            self.stats.merge(index.stats)
+            self.workspace = index
+            return index
 
     def set_model(self, model: LoadedModel | None) -> None:
         """Switch models atomically: running jobs finish on the old one, new jobs use this."""

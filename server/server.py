@@ -183,7 +183,10 @@ class GhostwriteServer(LanguageServer):
             self._refused = (directory, signature)
             current = self.engine.model
             keeps = f"still serving {current.path}" if current else "no model is served"
-            self.show(f"ghostwrite: refused the model at {directory}: {err.problem} ({keeps})")
+            self.model_problem = (
+                f"ghostwrite: refused the model at {directory}: {err.problem} ({keeps})"
+            )
+            self.show(self.model_problem)
             return False
         self.engine.set_model(model)
         self.model_problem = None
@@ -200,10 +203,20 @@ class GhostwriteServer(LanguageServer):
             directory = self.model_dir()
             signature = model_signature(directory)
             current = self.engine.model
-            if signature is None or (
-                current is not None and current.path == directory and current.signature == signature
-            ):
+            serving_here = current is not None and current.path == directory
+            if signature is None:
                 self._pending = None
+                if serving_here:
+                    # Deleted under us: the copy in memory keeps serving; say so in the status.
+                    self.model_problem = (
+                        f"ghostwrite: the model files at {directory} are gone "
+                        "(still serving the copy loaded before)"
+                    )
+                    self.show(self.model_problem)
+                continue
+            if serving_here and current.signature == signature:
+                self._pending = None
+                self.model_problem = None  # the served files are back as they were
                 continue
             state = (directory, signature)
             if state == self._refused:
@@ -337,8 +350,25 @@ class GhostwriteServer(LanguageServer):
             "modelDirectory": str(self.model_dir()),
             "positionEncoding": self.encoding,
             "options": self.options.to_json(),
+            "workspaceIndex": self.workspace_index_summary(),
             "training": self.training.state(),
         }
+
+    async def index_workspace(self) -> None:
+        """Put the workspace folders' words in the dictionary (on start and on reload)."""
+        paths = self.workspace_paths()
+        try:
+            index = await asyncio.to_thread(self.engine.index_workspace, paths)
+        except Exception as err:  # a dictionary problem must never stop completions
+            log.warning("indexing the workspace failed: %s", err)
+            return
+        log.info("workspace dictionary: %d files, %d bytes", index.files, index.bytes)
+
+    def workspace_index_summary(self) -> dict[str, Any] | None:
+        index = self.engine.workspace
+        if index is None:
+            return None
+        return {"files": index.files, "bytes": index.bytes, "skipped": index.skipped}
 
     def workspace_paths(self) -> list[str]:
         workspace = self.protocol._workspace
@@ -374,6 +404,7 @@ def create_server(model: str | None = None) -> GhostwriteServer:
         if ls.model_problem:
             ls.show(ls.model_problem)
         await ls.pull_configuration()
+        ls.loop.create_task(ls.index_workspace())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(
@@ -450,6 +481,7 @@ def create_server(model: str | None = None) -> GhostwriteServer:
     @server.command("ghostwrite.reload")
     async def reload(ls: GhostwriteServer, *args: Any) -> dict[str, Any]:
         loaded = await ls.reload_model(ls.model_dir(), announce=False)
+        await ls.index_workspace()
         return {"reloaded": loaded, **ls.status()}
 
     @server.command("ghostwrite.train")

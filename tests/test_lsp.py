@@ -32,6 +32,7 @@ async def serve(
     capabilities: types.ClientCapabilities | None = None,
     initialization_options: object = None,
     configuration: dict | None = None,
+    workspace: Path | None = None,
 ) -> AsyncIterator[LanguageClient]:
     config = ClientServerConfig(server_command=[sys.executable, "-m", "ghostwrite.server", *args])
     client = await config.start()
@@ -42,6 +43,9 @@ async def serve(
             types.InitializeParams(
                 capabilities=capabilities or client_capabilities("visual-studio-code"),
                 initialization_options=initialization_options,
+                workspace_folders=[types.WorkspaceFolder(workspace.as_uri(), workspace.name)]
+                if workspace
+                else None,
             )
         )
         yield client
@@ -427,3 +431,28 @@ async def test_unknown_command_and_bad_arguments_get_errors(tiny_model_dir):
             types.ExecuteCommandParams(command="ghostwrite.train", arguments=[{"paths": []}])
         )
         assert result["started"] is False  # no workspace folder
+
+
+async def test_workspace_words_complete_and_reload_reindexes(tiny_model_dir, tmp_path):
+    """Names from the workspace's files (not the model's training) come up as completions."""
+    (tmp_path / "story.md").write_text("Captain Zanzibarian sailed. Zanzibarian laughed.\n")
+    async with serve(
+        "--model",
+        str(tiny_model_dir),
+        initialization_options={"ghostwrite": {"confidence": 0.0, "candidates": 10}},
+        workspace=tmp_path,
+    ) as client:
+
+        async def indexed() -> bool:
+            return ((await status(client))["workspaceIndex"] or {}).get("files") == 1
+
+        await wait_for(indexed)
+        text = "Then the Zanz"
+        open_doc(client, text)
+        items = (await popup(client, 0, len(text))).items
+        assert "Zanzibarian" in [item.label for item in items]
+        (tmp_path / "more.txt").write_text("Another file.\n")
+        result = await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="ghostwrite.reload")
+        )
+        assert result["workspaceIndex"]["files"] == 2

@@ -1,0 +1,100 @@
+"""The personal dictionary: workspace indexing (training's walking rules, bounds, no escaping
+symlinks), merging counts in and out, word rescoring, and the completer's prefilled next window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ghostwrite.model import Completer, load_model
+from ghostwrite.model.inference import Decoder
+from ghostwrite.model.tokenizer import encode
+from ghostwrite.server.dictionary import WordStats, WorkspaceLimits, index_workspace
+from ghostwrite.server.engine import Suggestion, WordScoring, rescore_with_dictionary
+
+
+def test_workspace_index_walks_like_training_and_stays_inside(tmp_path):
+    root = tmp_path / "workspace"
+    outside = tmp_path / "outside"
+    (root / "notes").mkdir(parents=True)
+    (root / ".git").mkdir()
+    (root / "node_modules").mkdir()
+    outside.mkdir()
+    (root / "notes" / "a.md").write_text("Zanzibar harbour\r\nZanzibar spice\n")
+    (root / ".git" / "config").write_text("gitword")
+    (root / "node_modules" / "x.js").write_text("vendorword")
+    (root / "blob.bin").write_bytes(b"\0binaryword")
+    (root / "big.txt").write_text("hugeword " * 100)
+    (outside / "secret.txt").write_text("secretword")
+    (outside / "inner").mkdir()
+    (outside / "inner" / "deep.txt").write_text("deepword")
+    (root / "leak.txt").symlink_to(outside / "secret.txt")
+    (root / "leakdir").symlink_to(outside / "inner")
+    (root / "alias.md").symlink_to(root / "notes" / "a.md")  # inside: counted once
+
+    index = index_workspace([root], WorkspaceLimits(max_file_bytes=200))
+    assert index.stats.words == {"Zanzibar": 2, "harbour": 1, "spice": 1}
+    assert index.files == 1
+    assert index.skipped["links leading out of the folder"] == 1
+    assert index.skipped["files past the size limits"] == 1
+    assert index.skipped["binary files"] == 1
+    assert index_workspace([root], WorkspaceLimits(max_files=0)).stats.words == {}
+    assert index_workspace([tmp_path / "missing"]).files == 0
+
+
+def test_merge_adds_and_takes_away_counts():
+    live = WordStats()
+    live.add("the cat sat")
+    workspace = WordStats()
+    workspace.add("the cat ran and the cat sat")
+    live.merge(workspace)
+    assert live.words["cat"] == 3
+    assert live.candidates("", "cat", 5).keys() == {"sat", "ran"}
+    live.merge(workspace, -1)
+    only = WordStats()
+    only.add("the cat sat")
+    assert (live.words, live.followers, live.by_prefix) == (
+        only.words,
+        only.followers,
+        only.by_prefix,
+    )
+
+
+def test_rescoring_completes_dictionary_words_and_ranks_by_saving():
+    stats = WordStats()
+    stats.add("the Zanzibar coast, the Zanzibar harbour, the zebra")
+    logits = np.zeros(256)
+    found = [Suggestion("ebra", 0.5)]
+    completed = rescore_with_dictionary("near the Z", [], stats, WordScoring(), logits)
+    assert [s.text for s in completed] == ["anzibar"]  # the only word the dictionary knows
+    both = rescore_with_dictionary("near the z", found, stats, WordScoring(), logits)
+    assert {s.text for s in both} == {"ebra"}  # the model's word, backed by the dictionary
+    assert both[0].probability > WordScoring().model_weight * 0.5
+    # After punctuation, dictionary words come with their space; of two equally likely words,
+    # ranking by saving puts the longer first.
+    pairs = WordStats()
+    pairs.add("a Zanzibar. a zebra.")
+    after = rescore_with_dictionary("see a,", [], pairs, WordScoring(), logits)
+    assert [s.text for s in after] == [" Zanzibar", " zebra"]
+    assert after[0].probability == pytest.approx(after[1].probability)
+
+
+@pytest.mark.parametrize("room", [8, 32])
+def test_sliding_window_is_prefilled_ahead(tiny_model_dir, room):
+    model = load_model(tiny_model_dir)
+    completer = Completer(model)
+    reference = Decoder(model)
+    text = ("The quick brown fox jumps over the lazy dog. " * 12)[:400]
+    completer.prepare(encode(text[:10]), room=room)
+    most = 0
+    for end in range(11, len(text)):
+        tokens = encode(text[:end])
+        before = completer.tokens_computed
+        logits = completer.prepare(tokens, room=room)[-1]
+        most = max(most, completer.tokens_computed - before)
+        assert completer.cache.length <= model.config.ctx_len - min(room, model.config.ctx_len // 2)
+    assert completer.window_start > 0  # the window slid
+    expected = reference.forward(reference.new_cache(), tokens[completer.window_start :])
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    # A typed character costs the new token plus a few of the next window, never a re-prefill.
+    assert most <= 8
