@@ -20,6 +20,7 @@ from cattrs.errors import ClassValidationError
 from lsprotocol import types
 from pygls.exceptions import (
     JsonRpcException,
+    JsonRpcInternalError,
     JsonRpcInvalidParams,
     JsonRpcInvalidRequest,
     JsonRpcParseError,
@@ -51,6 +52,19 @@ class GhostwriteProtocol(LanguageServerProtocol):
     _server: GhostwriteServer
 
     def structure_message(self, data: dict[str, Any]) -> Any:
+        if "jsonrpc" in data:
+            method = data.get("method")
+            if (
+                data["jsonrpc"] != "2.0"
+                or ("method" in data and not isinstance(method, str))
+                or not isinstance(data.get("id"), (int, str, type(None)))
+                or ("method" not in data and not {"result", "error"} & data.keys())
+            ):
+                return data  # not JSON-RPC 2.0: handle_frame answers InvalidRequest
+            unknown = isinstance(method, str) and not self.get_message_type(method)
+            if unknown and "params" not in data:
+                # pygls's generic message needs params; an unknown method is MethodNotFound.
+                data = {**data, "params": None}
         try:
             return super().structure_message(data)
         except JsonRpcException as err:
@@ -108,7 +122,12 @@ class GhostwriteProtocol(LanguageServerProtocol):
                     message.id, JsonRpcServerNotInitialized("the server is not initialized")
                 )
             return
-        super().handle_message(message)
+        try:
+            super().handle_message(message)
+        except Exception as err:  # one bad message (e.g. an unhashable cancel id) must not kill us
+            log.exception("failed to handle %s", method)
+            if is_request:
+                self._send_error(message.id, JsonRpcInternalError(f"{type(err).__name__}: {err}"))
 
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> None:

@@ -74,10 +74,14 @@ class FrameParser:
                 return error
         end = self.buffer.find(HEADER_END)
         if end < 0:
-            if len(self.buffer) > MAX_HEADER:
-                self._drop_junk()
-                return FrameError("header too long")
-            return None
+            if len(self.buffer) <= MAX_HEADER:
+                return None
+            # Drop the oversized header (or it would be reported again on every call, forever),
+            # up to the next Content-Length or a tail that may begin one split across reads.
+            match = HEADER_START.search(self.buffer, 1)
+            cut = match.start() if match else len(self.buffer) - len(b"content-length:")
+            del self.buffer[:cut]
+            return FrameError("header too long")
         header = bytes(self.buffer[:end])
         body_start = end + len(HEADER_END)
         match = CONTENT_LENGTH.search(header)

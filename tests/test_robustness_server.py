@@ -1,0 +1,308 @@
+"""The server under abuse, over raw stdio against a real process: framing and JSON-RPC faults
+beyond tests/test_server_raw.py, invalid params for every method it serves, the model files
+broken while serving, the client vanishing, and load (many documents, a 4 MB document, edit
+bursts, completion on every keystroke with cancellations). After each fault the very next valid
+request must be answered correctly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ghostwrite.model import files
+from tests.lsp_raw import RawClient, alive, children, encode, frame, peak_rss_mb
+
+TEXT = "The quick brown fox jumps over the la"
+BIG_DOCUMENT = 4_000_000  # characters (bench/robustness.py uses 10 MB)
+URI = "file:///a.txt"
+
+
+def open_params(text: str = TEXT, uri: str = URI, version: int = 1) -> dict[str, Any]:
+    item = {"uri": uri, "languageId": "plaintext", "version": version, "text": text}
+    return {"textDocument": item}
+
+
+def at(line: int, character: int, uri: str = URI) -> dict[str, Any]:
+    return {
+        "textDocument": {"uri": uri},
+        "position": {"line": line, "character": character},
+        "context": {"triggerKind": 2},
+    }
+
+
+def inline(client: RawClient, line: int = 0, character: int = len(TEXT), uri: str = URI) -> list:
+    answer = client.call("textDocument/inlineCompletion", at(line, character, uri))
+    assert "error" not in answer, answer
+    return [item["insertText"] for item in answer["result"]["items"]]
+
+
+def insert(version: int, line: int, character: int, text: str, uri: str = URI) -> dict[str, Any]:
+    """A didChange notification typing ``text`` at a position."""
+    here = {"line": line, "character": character}
+    change = {"range": {"start": here, "end": here}, "text": text}
+    params = {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]}
+    return {"jsonrpc": "2.0", "method": "textDocument/didChange", "params": params}
+
+
+def status(client: RawClient) -> dict[str, Any]:
+    answer = client.call("workspace/executeCommand", {"command": "ghostwrite.status"})
+    return answer["result"]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def served(tiny_model_dir: Path) -> Iterator[tuple[RawClient, list[str]]]:
+    """An initialized server with TEXT open, and its answer at the end of TEXT."""
+    client = RawClient("--model", str(tiny_model_dir))
+    try:
+        client.initialize()
+        client.notify("textDocument/didOpen", open_params())
+        want = inline(client)
+        assert want, "the tiny model should be confident here"
+        yield client, want
+    finally:
+        client.close()
+
+
+def finish(client: RawClient) -> None:
+    assert client.call("shutdown")["result"] is None
+    client.notify("exit")
+    assert client.wait() == 0
+    assert client.errors == []  # stdout carried protocol frames only
+
+
+def test_framing_and_json_rpc_faults(served):
+    client, want = served
+    # A huge header (no blank line for 64 KB), then a header with many unknown lines.
+    client.send_bytes(b"X-Junk: " + b"a" * 65536 + b"\r\n")
+    assert inline(client) == want
+    client.send_bytes(b"".join(b"X-Header-%d: v\r\n" % i for i in range(2000)))
+    client.send_bytes(encode({"jsonrpc": "2.0", "id": 500, "method": "nope"}))
+    assert client.response(500)["error"]["code"] == -32601
+    assert inline(client) == want
+    # A truncated body (the client died mid-message), then the next message.
+    body = json.dumps({"jsonrpc": "2.0", "id": 501, "method": "textDocument/inlineCompletion"})
+    client.send_bytes(frame(body.encode()[:30], len(body)))
+    assert inline(client) == want
+    # Valid JSON that is not a JSON-RPC request: InvalidRequest, with the id when it has one.
+    for payload, msg_id in [
+        (b"42", None),
+        (b'"text"', None),
+        (b"null", None),
+        (b"[]", None),
+        (b'[{"jsonrpc": "2.0", "id": 502, "method": "shutdown"}]', None),
+        (b'{"jsonrpc": "1.0", "id": 503, "method": "shutdown"}', 503),
+        (b'{"jsonrpc": "2.0", "id": 504}', 504),
+        (b'{"jsonrpc": "2.0", "id": 505, "method": 7}', 505),
+    ]:
+        client.send_bytes(frame(payload))
+        answer = client.response(msg_id)
+        assert answer["error"]["code"] == -32600, (payload, answer)
+        assert inline(client) == want
+    # An id that is neither a number nor a string is answered with a null id.
+    client.send({"jsonrpc": "2.0", "id": {"x": 1}, "method": "shutdown"})
+    assert client.response(None)["error"]["code"] in (-32600, -32602)
+    # Invalid UTF-8 and deeply nested JSON are parse errors, not crashes.
+    client.send_bytes(frame(b'{"jsonrpc": "2.0", "id": 506, "method": "\xff\xfe"}'))
+    assert client.response(None)["error"]["code"] == -32700
+    client.send_bytes(frame(b"[" * 100_000 + b"]" * 100_000))
+    assert client.response(None)["error"]["code"] in (-32700, -32600)
+    # Unknown methods: requests get MethodNotFound, notifications are ignored.
+    assert client.call("ghostwrite/nope", {})["error"]["code"] == -32601
+    assert client.call("$/nope", {})["error"]["code"] == -32601
+    client.notify("$/nope", {"x": 1})
+    client.notify("ghostwrite/nope", None)
+    assert inline(client) == want
+    finish(client)
+
+
+# (method, params) pairs that do not fit the method's parameter types.
+INVALID_REQUESTS = [
+    ("textDocument/inlineCompletion", None),
+    ("textDocument/inlineCompletion", {"textDocument": {"uri": URI}}),
+    ("textDocument/inlineCompletion", dict(at(0, 3), position={"line": -1, "character": 0})),
+    ("textDocument/inlineCompletion", dict(at(0, 3), textDocument="a.txt")),
+    ("textDocument/completion", None),
+    ("textDocument/completion", {"textDocument": {"uri": 5}, "position": {"line": 0}}),
+    ("textDocument/completion", dict(at(0, 3), position=[0, 3])),
+    ("workspace/executeCommand", None),
+    ("workspace/executeCommand", {"command": 5}),
+    ("workspace/executeCommand", {"command": "ghostwrite.status", "arguments": 5}),
+]
+INVALID_NOTIFICATIONS = [
+    ("textDocument/didOpen", None),
+    ("textDocument/didOpen", {"textDocument": {"uri": URI, "text": 5}}),
+    ("textDocument/didChange", {"textDocument": {"uri": URI, "version": "2"}}),
+    (
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": URI, "version": 2},
+            "contentChanges": [{"range": {"start": 0, "end": 1}, "text": "x"}],
+        },
+    ),
+    ("textDocument/didChange", {"textDocument": {"uri": URI, "version": 2}, "contentChanges": 1}),
+    ("textDocument/didClose", {"textDocument": {}}),
+    ("workspace/didChangeConfiguration", None),
+    ("workspace/didChangeConfiguration", {"settings": {"ghostwrite": {"candidates": "many"}}}),
+    ("$/cancelRequest", {"id": [1]}),
+    ("$/cancelRequest", None),
+    ("window/workDoneProgress/cancel", {"token": {"x": 1}}),
+    ("initialized", 5),
+    ("$/setTrace", {"value": "loud"}),
+]
+
+
+def test_invalid_params_for_every_method(tiny_model_dir):
+    client = RawClient("--model", str(tiny_model_dir))
+    try:
+        answer = client.call("initialize", {"processId": "me", "capabilities": 5})
+        assert answer["error"]["code"] == -32602
+        client.initialize()
+        client.notify("textDocument/didOpen", open_params())
+        want = inline(client)
+        for method, params in INVALID_REQUESTS:
+            answer = client.call(method, params)
+            assert answer.get("error", {}).get("code") == -32602, (method, params, answer)
+            assert inline(client) == want, (method, params)
+        for method, params in INVALID_NOTIFICATIONS:
+            client.notify(method, params)
+            assert inline(client) == want, (method, params)
+        # Arguments our commands do not understand are answered, never crash the server.
+        for arguments in (["x"], [{"paths": 5}], [None], [{"paths": ["/nonexistent/dir"]}]):
+            command = {"command": "ghostwrite.train", "arguments": arguments}
+            answer = client.call("workspace/executeCommand", command)
+            assert "result" in answer or "error" in answer
+            assert inline(client) == want, arguments
+        assert status(client)["model"] == str(tiny_model_dir)
+        finish(client)
+    finally:
+        client.close()
+
+
+def break_model(directory: Path, how: str) -> None:
+    weights = directory / files.WEIGHTS_FILE
+    if how == "deleted":
+        weights.unlink()
+    elif how == "truncated":
+        data = weights.read_bytes()
+        weights.write_bytes(data[: len(data) // 3])
+    else:
+        weights.write_bytes(bytes(range(256)) * 64)
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "garbage"])
+def test_model_broken_while_serving_keeps_the_old_model(tiny_model_dir, tmp_path, how):
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, directory)
+    client = RawClient("--model", str(directory))
+    try:
+        client.initialize()
+        client.notify("textDocument/didOpen", open_params())
+        want = inline(client)
+        assert want and status(client)["problem"] is None
+        break_model(directory, how)
+        wait_until(lambda: status(client)["problem"] is not None)
+        state = status(client)
+        assert str(directory) in state["problem"] and "still serving" in state["problem"]
+        assert state["model"] == str(directory)
+        assert inline(client) == want  # the copy in memory keeps serving
+        # Putting a good model back clears the problem and serves it.
+        (directory / files.WEIGHTS_FILE).unlink(missing_ok=True)
+        shutil.copy(tiny_model_dir / files.WEIGHTS_FILE, directory / files.WEIGHTS_FILE)
+        wait_until(lambda: status(client)["problem"] is None)
+        assert inline(client) == want
+        finish(client)
+    finally:
+        client.close()
+
+
+def test_client_vanishing_mid_request_and_mid_training_leaves_no_process(tiny_model_dir, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text(TEXT * 400)
+    client = RawClient("--model", str(tiny_model_dir), env={"XDG_DATA_HOME": str(tmp_path)})
+    try:
+        client.initialize()
+        client.notify("textDocument/didOpen", open_params())
+        command = {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
+        started = client.call("workspace/executeCommand", command)["result"]
+        assert started["started"], started
+        trainer = started["pid"]
+        assert trainer in children(client.process.pid)
+        client.request("textDocument/inlineCompletion", at(0, len(TEXT)))
+        # The editor dies: both pipes close with a request in flight, no shutdown, no exit.
+        assert client.process.stdin is not None and client.process.stdout is not None
+        client.process.stdin.close()
+        client.process.stdout.close()
+        assert client.wait() == 1
+        wait_until(lambda: not alive(trainer), timeout=30)
+    finally:
+        client.close()
+
+
+def test_load_many_documents_big_document_bursts_and_keystrokes(tiny_model_dir):
+    client = RawClient("--model", str(tiny_model_dir))
+    fresh = RawClient("--model", str(tiny_model_dir))
+    try:
+        client.initialize()
+        others = [f"file:///doc{i}.txt" for i in range(20)]
+        for i, uri in enumerate(others):
+            client.notify("textDocument/didOpen", open_params(TEXT * (50 + i), uri))
+        big_uri = "file:///big.txt"
+        line = "The quick brown fox jumps over the lazy dog. " * 20 + "\n"
+        big = line * (BIG_DOCUMENT // len(line))
+        client.notify("textDocument/didOpen", open_params(big, big_uri))
+        last = big.count("\n")
+        assert inline(client, last, 0, big_uri) is not None  # answered at the very end
+        assert inline(client, 5, 10, big_uri) is not None  # and near its start
+
+        # 1,000 single-character edits in one burst, then a completion at the end.
+        client.notify("textDocument/didOpen", open_params(""))
+        typed = (TEXT + " ") * 30
+        text = typed[:1000]
+        burst = b"".join(encode(insert(2 + i, 0, i, ch)) for i, ch in enumerate(text))
+        client.send_bytes(burst)
+        col = len(text)
+        assert inline(client, 0, col) is not None
+
+        # Completion on every keystroke, each earlier request cancelled.
+        version = 1000
+        for ch in "The quick brown fox jumps over the la":
+            version += 1
+            client.send(insert(version, 0, col, ch))
+            text += ch
+            col += 1
+            msg_id = client.request("textDocument/inlineCompletion", at(0, col))
+            client.notify("$/cancelRequest", {"id": msg_id})
+            answer = client.response(msg_id)
+            assert "result" in answer or answer["error"]["code"] == -32800
+
+        # Close everything else: the answer equals a fresh server's for the same text, so no
+        # state (dictionary counts, caches) leaked from the closed documents.
+        for uri in [*others, big_uri]:
+            client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        loaded = inline(client, 0, col)
+        fresh.initialize()
+        fresh.notify("textDocument/didOpen", open_params(text))
+        assert loaded == inline(fresh, 0, col)
+        rss = peak_rss_mb(client.process.pid)
+        print(f"server peak RSS under load: {rss:.0f} MiB")
+        # A few copies of 10 MB of text plus the model; unbounded caches would be far beyond.
+        assert rss < 1024
+        finish(client)
+        finish(fresh)
+    finally:
+        client.close()
+        fresh.close()
