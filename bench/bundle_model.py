@@ -23,6 +23,19 @@ from ghostwrite.training.evaluate import evaluate_tokens, load_mlx_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def training_stages(model_dir: Path) -> list[dict[str, object]]:
+    """The chain of runs behind a model (each ``--init`` names the one before), oldest first."""
+    stages: list[dict[str, object]] = []
+    current: Path | None = model_dir
+    while current is not None and len(stages) < 10:
+        card = files.read_meta(current).get("card", {})
+        keys = ("command", "steps", "tokens_seen", "wall_time_s", "val_loss", "machine")
+        stages.insert(0, {key: card.get(key) for key in keys})
+        init = card.get("init")
+        current = Path(init) if init and Path(init).is_dir() else None
+    return stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trained", type=Path)
@@ -55,6 +68,7 @@ def main() -> None:
 
     card = dict(trained.card)
     card["trained_on"] = books
+    card["training_stages"] = training_stages(args.trained)
     card["bundled"] = "float16 weights; " + (trained.card.get("command") or "")
     files.save_model(args.out, trained.config, trained.weights, card, dtype=np.float16)
 
