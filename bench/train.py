@@ -291,6 +291,7 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
     seconds of a loop's training its clock stops and it is scored on the validation windows."""
     runs = [
         {"loop": loop, "elapsed": 0.0, "steps": 0, "next_eval": eval_every_s, "rounds": [],
+         "cpu_rounds": [],
          "points": [{"time_s": 0.0, "steps": 0, "val_loss": loop.val_loss()}]}
         for loop in loops
     ]  # fmt: skip
@@ -299,11 +300,12 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
         round_no += 1
         for r in runs:
             loop = r["loop"]
-            round_time, round_steps = 0.0, 0
+            round_time, round_cpu, round_steps = 0.0, 0.0, 0
             while r["elapsed"] < budget_s and (round_time < round_s or round_steps < 2):
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 loop.step()
                 spent = time.perf_counter() - started
+                round_cpu += time.process_time() - cpu_started
                 r["elapsed"] += spent
                 r["steps"] += 1
                 round_time += spent
@@ -318,6 +320,7 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
             r["this_round"] = loop.tokens_per_step * round_steps / round_time if round_steps else 0
             if round_no > 1 and round_steps:  # round 1 builds JIT kernels and warms up
                 r["rounds"].append(r["this_round"])
+                r["cpu_rounds"].append(loop.tokens_per_step * round_steps / round_cpu)
         cells = "  ".join(f"{r['loop'].name} {r['this_round']:6.0f}" for r in runs)
         print(f"  round {round_no}: {cells} tok/s" + (" (warm-up)" if round_no == 1 else ""))
     return [
@@ -328,6 +331,9 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
             "train_s": round(r["elapsed"], 2),
             "tokens_per_s": statistics.median(r["rounds"]) if r["rounds"] else math.nan,
             "round_tokens_per_s": r["rounds"],
+            # Tokens per CPU-second (all threads): the work a token costs, which background
+            # load does not change (unlike wall time), except for spinning threads.
+            "tokens_per_cpu_s": statistics.median(r["cpu_rounds"]) if r["cpu_rounds"] else math.nan,
             "final_val_loss": r["points"][-1]["val_loss"],
             "points": r["points"],
         }
@@ -351,7 +357,7 @@ def print_speed(results: list[dict]) -> None:
                 )
         print(
             f"  {r['name']:13s} {r['tokens_per_s']:8.0f}  ({min(rates):.0f}-{max(rates):.0f})"
-            f"{ratio}  [{r['note']}]"
+            f"{ratio}  per CPU-second {r['tokens_per_cpu_s']:.0f}  [{r['note']}]"
         )
 
 
