@@ -13,7 +13,7 @@ import pytest
 from ghostwrite.model.gpt import weights_to_numpy
 from ghostwrite.training.progress import Reporter
 from ghostwrite.training.train import Run, StopFlag, TrainingError
-from tests.test_training import make_corpus, tiny_config
+from tests.test_training import TINY, make_corpus, run_cli, tiny_config
 
 STEPS = 8
 
@@ -99,3 +99,12 @@ def test_stream_count_follows_the_batch(tmp_path: Path) -> None:
     assert run.streams in (1, 5) and run.shard * run.streams == 5  # auto never splits unevenly
     with pytest.raises(TrainingError, match="divisible by --streams 2"):
         Run(tiny_config(tmp_path, corpus, batch_size=5, streams=2), quiet, StopFlag())
+
+
+def test_cli_rejects_an_uneven_stream_split(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "notes")
+    done = run_cli(corpus, *TINY, "--streams", "3", "--token-cache", tmp_path / "cache",
+                   "--out", tmp_path / "model")  # fmt: skip
+    assert done.returncode == 1
+    assert "must be divisible by --streams 3" in done.stderr
+    assert not (tmp_path / "model").exists()
