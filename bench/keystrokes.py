@@ -1,7 +1,8 @@
 """Keystroke savings of a typist who accepts suggestions word by word, against a word n-gram.
 
     python bench/keystrokes.py --model DIR [--train-files F ...] [--eval-file F] [--chars 2000]
-        [--confidence C ...] [--model-weight W ...] [--rows ngram model document workspace]
+        [--confidence C ...] [--model-weight W ...] [--rank savings probability] [--beam-width B]
+        [--rows ngram model document workspace]
 
 The typist writes a held-out span. Before each keystroke a completer shows a suggestion (or
 nothing); when the suggestion's first word (with any punctuation/space before it) is exactly what
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=2000, help="document text before the span")
     parser.add_argument("--confidence", type=float, nargs="+", default=[0.0])
     parser.add_argument("--model-weight", type=float, nargs="+", default=[WordScoring.model_weight])
+    parser.add_argument("--beam-width", type=int, default=ServerOptions.beam_width)
     parser.add_argument(
         "--rank",
         nargs="+",
@@ -195,7 +197,9 @@ def main() -> None:
     ):
         if row == "model" and (weight, rank) != (args.model_weight[0], args.rank[0]):
             continue  # without a dictionary there is nothing to weigh or rerank
-        options = ServerOptions(confidence=confidence, dictionary=row != "model")
+        options = ServerOptions(
+            confidence=confidence, dictionary=row != "model", beam_width=args.beam_width
+        )
         scoring = WordScoring(model_weight=weight, by_savings=rank == "savings")
         stats = None if row == "model" else WordStats()
         name = f"model, confidence {confidence}"

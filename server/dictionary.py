@@ -145,7 +145,8 @@ class WorkspaceLimits:
 
     max_files: int = 2000
     max_file_bytes: int = 2_000_000
-    max_total_bytes: int = 30_000_000
+    # ~10 MB of counts per MB of text, and ~4 s per MB to index on a busy 2-core machine.
+    max_total_bytes: int = 8_000_000
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def test_rescoring_completes_dictionary_words_and_ranks_by_saving():
     # ranking by saving puts the longer first.
     pairs = WordStats()
     pairs.add("a Zanzibar. a zebra.")
-    after = rescore_with_dictionary("see a,", [], pairs, WordScoring(), logits)
+    after = rescore_with_dictionary("see a,", [], pairs, WordScoring(by_savings=True), logits)
     assert [s.text for s in after] == [" Zanzibar", " zebra"]
     assert after[0].probability == pytest.approx(after[1].probability)
 
