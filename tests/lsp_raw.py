@@ -47,7 +47,7 @@ class RawClient:
     def _read(self) -> None:
         parser = FrameParser()
         assert self.process.stdout is not None
-        while chunk := os.read(self.process.stdout.fileno(), 1 << 16):
+        while chunk := self._read_chunk():
             self.stdout += chunk
             for item in parser.feed(chunk):
                 if isinstance(item, FrameError):
@@ -55,6 +55,15 @@ class RawClient:
                 else:
                     self.messages.put(json.loads(item))
         self.messages.put(None)
+
+    def _read_chunk(self) -> bytes:
+        """The next bytes of stdout; empty at its end, or once the test closed it (a client
+        that hangs up)."""
+        assert self.process.stdout is not None
+        try:
+            return os.read(self.process.stdout.fileno(), 1 << 16)
+        except (OSError, ValueError):
+            return b""
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
