@@ -52,6 +52,21 @@ def timed(fn: Callable[[], object], repeat: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def interleaved(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median milliseconds of each run, the runs taking turns (they share the background
+    load of a busy machine), after two warm-up calls each."""
+    for run in runs.values():
+        for _ in range(2):
+            mx.eval(run())
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            mx.eval(run())
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+
+
 def forward_backward(f: Callable[..., mx.array], *args: mx.array) -> Callable[[], object]:
     """The compiled VJP (fixed cotangent) w.r.t. the float arguments."""
     floats = [i for i, a in enumerate(args) if mx.issubdtype(a.dtype, mx.floating)]
@@ -78,6 +93,11 @@ def compiled(f: Callable[..., mx.array], *args: mx.array) -> Callable[[], object
 
 def tanh_gelu(x: mx.array) -> mx.array:
     return 0.5 * x * (1.0 + mx.tanh(gpt.GELU_COEFF * (x + 0.044715 * x * x * x)))
+
+
+def autograd_gelu(x: mx.array) -> mx.array:
+    """ghostwrite's sigmoid-form GELU without its hand-written VJP."""
+    return x * mx.sigmoid(gpt.GELU_SIGMOID_SCALE * (x + gpt.GELU_CUBIC * x * x * x))
 
 
 def relu2(x: mx.array) -> mx.array:
@@ -131,11 +151,10 @@ def phases(repeat: int, streams: int) -> list[tuple[str, float]]:
 
         return split
 
-    rows = [("forward (loss)", timed(run(forward), repeat))]
-    rows.append(("forward + backward", timed(run(grads), repeat)))
+    runs = {"forward (loss)": run(forward), "forward + backward": run(grads)}
     if streams == 1:
-        rows.append(("whole step (+ clip + AdamW)", timed(run(step), repeat)))
-    return rows
+        runs["whole step (+ clip + AdamW)"] = run(step)
+    return list(interleaved(runs, repeat).items())
 
 
 def stock_attention(self: gpt.CausalSelfAttention, x: mx.array) -> mx.array:
@@ -149,6 +168,7 @@ def stock_attention(self: gpt.CausalSelfAttention, x: mx.array) -> mx.array:
 
 REVERSIONS: dict[str, list[tuple[object, str, object]]] = {
     "GELU via tanh": [(gpt, "gelu", tanh_gelu)],
+    "GELU: autograd VJP": [(gpt, "gelu", autograd_gelu)],
     "softmax: mx.softmax": [(gpt, "softmax", lambda s: mx.softmax(s, axis=-1))],
     "attention: mx.fast.sdpa": [(gpt.CausalSelfAttention, "__call__", stock_attention)],
     "dropout: nn.Dropout": [(gpt, "Dropout", nn.Dropout)],
@@ -159,7 +179,10 @@ REVERSIONS: dict[str, list[tuple[object, str, object]]] = {
     "layer norm: mx.fast": [(gpt, "LayerNorm", nn.LayerNorm)],
 }
 REVERSIONS["all of the above (the model before)"] = [
-    p for name, patches in REVERSIONS.items() if "sdpa" not in name for p in patches
+    p
+    for name, patches in REVERSIONS.items()
+    if "sdpa" not in name and "autograd" not in name
+    for p in patches
 ] + REVERSIONS["attention: mx.fast.sdpa"]
 
 
@@ -204,16 +227,9 @@ def ablations(repeat: int) -> list[tuple[str, float]]:
             run = partial(
                 lambda f, m, o: (f(x, y), m.state, o.state), compiled_step, model, optimizer
             )
-            for _ in range(2):
-                mx.eval(run())
+            mx.eval(run())  # trace while the reversion is in place
         steps[name] = run
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeat):
-        for name, run in steps.items():
-            start = time.perf_counter()
-            mx.eval(run())
-            times[name].append(time.perf_counter() - start)
-    return [(name, 1e3 * statistics.median(t)) for name, t in times.items()]
+    return list(interleaved(steps, repeat).items())
 
 
 def ops(repeat: int) -> list[tuple[str, int, float, float]]:
@@ -273,7 +289,8 @@ def ops(repeat: int) -> list[tuple[str, int, float, float]]:
             (q, k, v),
         ),
         ("GELU tanh form (8192x512)", L, tanh_gelu, (hidden,)),
-        ("GELU sigmoid form (used)", L, gpt.gelu, (hidden,)),
+        ("GELU sigmoid form, autograd VJP", L, autograd_gelu, (hidden,)),
+        ("GELU sigmoid form, hand VJP (used)", L, gpt.gelu, (hidden,)),
         ("relu^2 (for comparison)", L, relu2, (hidden,)),
         ("layer norm: mx.fast (8192x128)", 2 * L + 1, ln, (x,)),
         ("layer norm: hand VJP (used)", 2 * L + 1, our_ln, (x,)),

