@@ -13,6 +13,7 @@ behind, or a model or checkpoint did not load.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import signal
@@ -216,6 +217,28 @@ def client_vanishes(report: Report, model: Path, rounds: int, work: Path) -> Non
         report.attempt("client", "client killed while training runs", lambda: vanish(True, True))
 
 
+def trainer_killed(report: Report, model: Path, rounds: int, work: Path) -> None:
+    notes = make_corpus(work / "killed-notes")
+    client = RawClient("--model", str(model), env={"XDG_DATA_HOME": str(work / "xdg")})
+    try:
+        client.initialize()
+        client.notify("textDocument/didOpen", open_params())
+        want = inline(client)
+
+        def kill_trainer() -> bool:
+            command = {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
+            pid = client.call("workspace/executeCommand", command)["result"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not status(client)["training"]["running"])
+            failed = status(client)["training"]["result"].startswith("failed")
+            return failed and answered_same(client, want)
+
+        for _ in range(rounds):
+            report.attempt("client", "training subprocess SIGKILLed while serving", kill_trainer)
+    finally:
+        client.close()
+
+
 def percentiles(samples: list[float]) -> str:
     p50, p95, p99 = np.percentile(np.array(samples) * 1000, [50, 95, 99])
     return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms ({len(samples)} requests)"
@@ -407,6 +430,7 @@ def main() -> None:
         server_abuse(report, model, args.rounds)
         model_faults(report, model, args.rounds, work)
         client_vanishes(report, model, args.rounds, work)
+        trainer_killed(report, model, args.rounds, work)
         load(report, model, args.megabytes)
         training_faults(report, args.rounds, work)
     command = "python bench/robustness.py " + " ".join(sys.argv[1:])

@@ -7,7 +7,9 @@ request must be answered correctly."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -248,6 +250,31 @@ def test_client_vanishing_mid_request_and_mid_training_leaves_no_process(tiny_mo
         client.process.stdout.close()
         assert client.wait() == 1
         wait_until(lambda: not alive(trainer), timeout=30)
+    finally:
+        client.close()
+
+
+def test_training_process_killed_while_serving(tiny_model_dir, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text(TEXT * 400)
+    client = RawClient("--model", str(tiny_model_dir), env={"XDG_DATA_HOME": str(tmp_path)})
+    try:
+        client.initialize()
+        client.notify("textDocument/didOpen", open_params())
+        want = inline(client)
+        command = {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
+        started = client.call("workspace/executeCommand", command)["result"]
+        os.kill(started["pid"], signal.SIGKILL)
+        wait_until(lambda: not status(client)["training"]["running"])
+        result = status(client)["training"]["result"]
+        assert result.startswith("failed"), result
+        assert inline(client) == want
+        assert status(client)["model"] == str(tiny_model_dir)
+        again = client.call("workspace/executeCommand", command)["result"]
+        assert again["started"], again  # a new run can start after the crash
+        finish(client)
+        wait_until(lambda: not alive(again["pid"]), timeout=30)
     finally:
         client.close()
 
