@@ -1,6 +1,7 @@
 """Keystroke-to-suggestion latency of the language server, measured by an LSP client over stdio.
 
     python bench/server_latency.py --model DIR [--file F] [--chars 1500] [--stop line]
+        [--workspace DIR]
 
 Starts ``python -m ghostwrite.server``, opens a document holding the text before a held-out span
 and replays typing the span one character at a time: an incremental didChange, then an inline
@@ -82,6 +83,9 @@ def main() -> None:
     parser.add_argument("--max-chars", type=int, default=32)
     parser.add_argument("--stop", default="line", choices=("word", "phrase", "line"))
     parser.add_argument("--confidence", type=float, default=0.0)
+    parser.add_argument(
+        "--workspace", type=Path, help="a workspace folder (its words go in the dictionary)"
+    )
     args = parser.parse_args()
 
     text = load_text(args.file)
@@ -89,11 +93,25 @@ def main() -> None:
     span = text[args.start : args.start + args.chars]
     settings = {"maxChars": args.max_chars, "stop": args.stop, "confidence": args.confidence}
     client = Client([sys.executable, "-m", "ghostwrite.server", "--model", args.model])
+    folders = None
+    if args.workspace:
+        folders = [{"uri": args.workspace.resolve().as_uri(), "name": "bench"}]
     client.call(
         "initialize",
-        {"processId": None, "capabilities": {}, "initializationOptions": {"ghostwrite": settings}},
+        {
+            "processId": None,
+            "capabilities": {},
+            "initializationOptions": {"ghostwrite": settings},
+            "workspaceFolders": folders,
+        },
     )
     client.notify("initialized", {})
+    while args.workspace:  # wait for the index: typing starts with the dictionary in place
+        status = client.call("workspace/executeCommand", {"command": "ghostwrite.status"})
+        if index := status["result"]["workspaceIndex"]:
+            print(f"workspace dictionary: {index['files']} files, {index['bytes']} bytes")
+            break
+        time.sleep(0.2)
     uri = "file:///bench/typing.txt"
     client.notify(
         "textDocument/didOpen",
@@ -133,7 +151,10 @@ def main() -> None:
     client.process.wait()
     ms = np.array(times)
     shown = np.array(lengths)
-    print(f"model {args.model}; {len(span)} keystrokes of {args.file.name}; settings {settings}")
+    print(
+        f"model {args.model}; {len(span)} keystrokes of {args.file.name}; settings {settings}; "
+        f"workspace {args.workspace}"
+    )
     print("| round trip | p50 ms | p95 ms | p99 ms | max ms | suggestions shown | mean length |")
     print("|---|---|---|---|---|---|---|")
     print(
