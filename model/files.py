@@ -4,6 +4,7 @@ loading validates everything and reports one clear error naming the file and the
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -137,15 +138,29 @@ def save_model(
 
 
 def replace_directory(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``: a rename when ``target`` is absent, otherwise swap it in with
-    two renames so ``target`` is never half-written."""
+    """Move ``new`` to ``target``: a rename when ``target`` is absent, otherwise an atomic
+    exchange (Linux), else two renames; ``target`` is never half-written."""
     if not target.exists():
         os.replace(new, target)
         return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # it now holds the previous model
+        return
+    # Between these two renames ``target`` is briefly absent (a crash there leaves the
+    # previous model at ``old``).
     old = target.with_name(f".{target.name}.old.{os.getpid()}")
     os.replace(target, old)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _fsync(path: Path) -> None:
