@@ -56,20 +56,28 @@ class WordStats:
         self.by_prefix: dict[str, Counter[str]] = {}  # first character -> words (fast lookup)
 
     def _count(self, text: str, sign: int) -> None:
+        # Counter() tallies in C; the Python loops then run once per distinct word or pair, not
+        # per occurrence (opening a 10 MB document took 21 s counting one by one).
         words = WORD.findall(text)
-        for word in words:
-            self.words[word] += sign
+        for word, n in Counter(words).items():
+            self._bump(self.words, word, sign * n)
             bucket = self.by_prefix.setdefault(word[0].lower(), Counter())
-            bucket[word] += sign
-            if bucket[word] <= 0:
-                del bucket[word]
-            if self.words[word] <= 0:
-                del self.words[word]
-        for first, second in itertools.pairwise(words):
-            follow = self.followers.setdefault(first, Counter())
-            follow[second] += sign
-            if follow[second] <= 0:
-                del follow[second]
+            self._bump(bucket, word, sign * n)
+            if not bucket:
+                del self.by_prefix[word[0].lower()]
+        by_first: dict[str, dict[str, int]] = {}
+        for (first, second), n in Counter(itertools.pairwise(words)).items():
+            by_first.setdefault(first, {})[second] = sign * n
+        for first, seconds in by_first.items():
+            follow = self.followers.get(first)
+            if follow is None:
+                follow = self.followers[first] = Counter()
+            follow.update(seconds)
+            if sign < 0:
+                for second in [w for w in seconds if follow[w] <= 0]:
+                    del follow[second]
+                if not follow:
+                    del self.followers[first]
 
     def add(self, text: str) -> None:
         with self._lock:

@@ -71,7 +71,7 @@ def test_search_is_deterministic_and_the_best_beam_beats_greedy(completer):
     assert [c.text for c in again] == [c.text for c in first]
     assert again[0].probability == pytest.approx(first[0].probability, rel=1e-4)
     greedy = completer.complete(text, SearchOptions(stop="none", max_chars=12, beam_width=1))
-    assert first[0].probability >= greedy[0].probability
+    assert first[0].probability >= greedy[0].probability * (1 - 1e-5)  # float32 noise
 
 
 def test_should_stop_cuts_the_search_short(completer):
