@@ -26,7 +26,7 @@ BOOK = ROOT.parent / "shared" / "data" / "gutenberg-the-time-machine.txt"
 
 
 def story(text: str) -> str:
-    """The book without Project Gutenberg's header and licence (the licence alone is most of a
+    """The book without the Gutenberg header and licence (the licence alone is most of a
     short book's last 10%, and the bundled model has read it four times)."""
     start = text.find("\n", text.find("*** START OF")) + 1
     end = text.find("*** END OF")
