@@ -230,15 +230,21 @@ def test_model_broken_while_serving_keeps_the_old_model(tiny_model_dir, tmp_path
         client.close()
 
 
-def test_client_vanishing_mid_request_and_mid_training_leaves_no_process(tiny_model_dir, tmp_path):
+def client_with_training_notes(model_dir: Path, tmp_path: Path) -> tuple[RawClient, dict]:
+    """A server whose personal model lives in ``tmp_path``, and the command that trains it on a
+    folder of notes there."""
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "a.txt").write_text(TEXT * 400)
-    client = RawClient("--model", str(tiny_model_dir), env={"XDG_DATA_HOME": str(tmp_path)})
+    client = RawClient("--model", str(model_dir), env={"XDG_DATA_HOME": str(tmp_path)})
+    return client, {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
+
+
+def test_client_vanishing_mid_request_and_mid_training_leaves_no_process(tiny_model_dir, tmp_path):
+    client, command = client_with_training_notes(tiny_model_dir, tmp_path)
     try:
         client.initialize()
         client.notify("textDocument/didOpen", open_params())
-        command = {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
         started = client.call("workspace/executeCommand", command)["result"]
         assert started["started"], started
         trainer = started["pid"]
@@ -255,15 +261,11 @@ def test_client_vanishing_mid_request_and_mid_training_leaves_no_process(tiny_mo
 
 
 def test_training_process_killed_while_serving(tiny_model_dir, tmp_path):
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "a.txt").write_text(TEXT * 400)
-    client = RawClient("--model", str(tiny_model_dir), env={"XDG_DATA_HOME": str(tmp_path)})
+    client, command = client_with_training_notes(tiny_model_dir, tmp_path)
     try:
         client.initialize()
         client.notify("textDocument/didOpen", open_params())
         want = inline(client)
-        command = {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
         started = client.call("workspace/executeCommand", command)["result"]
         os.kill(started["pid"], signal.SIGKILL)
         wait_until(lambda: not status(client)["training"]["running"])
