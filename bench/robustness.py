@@ -17,8 +17,10 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +31,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ghostwrite.model import load_model
+from ghostwrite.server.dictionary import WorkspaceLimits
+from ghostwrite.server.engine import CACHED_DOCUMENTS
 from ghostwrite.training.checkpoint import load_checkpoint
+from ghostwrite.training.corpus import CHUNK_BYTES, scan
+from tests.conftest import PROSE
 from tests.lsp_raw import RawClient, alive, children, encode, frame, peak_rss_mb
+from tests.test_corpus import BOUNDED_MEMORY
 from tests.test_robustness_server import (
     INVALID_NOTIFICATIONS,
     INVALID_REQUESTS,
@@ -48,6 +55,7 @@ from tests.test_training import TINY, make_corpus, run_cli
 from tests.test_training_checkpoints import read_until, start
 from tests.test_training_faults import run_faulty
 
+HUGE_CORPUS_RSS_MB = 256
 BODY = b'{"jsonrpc": "2.0", "id": 9000, "method": "textDocument/inlineCompletion"}'
 MALFORMED: dict[str, bytes] = {
     "malformed JSON": frame(b'{"jsonrpc": "2.0", "id": 1, "method": '),
@@ -271,6 +279,12 @@ def load(report: Report, model: Path, megabytes: int) -> None:
         others = [f"file:///doc{i}.txt" for i in range(20)]
         for i, uri in enumerate(others):
             client.notify("textDocument/didOpen", open_params(TEXT * (50 + i), uri))
+            inline(client, 0, len(TEXT) * (50 + i), uri)
+        report.attempt(
+            "load",
+            f"model caches kept for at most {CACHED_DOCUMENTS} documents (21 completed in)",
+            lambda: status(client)["cachedDocuments"] == CACHED_DOCUMENTS,
+        )
         big_uri = "file:///big.txt"
         line = "The quick brown fox jumps over the lazy dog. " * 20 + "\n"
         big = line * (megabytes * 1_000_000 // len(line))
@@ -321,9 +335,28 @@ def load(report: Report, model: Path, megabytes: int) -> None:
         after = timed_typing(client, burst_uri, 0, col, version, 100)
         report.figures.append(("keystroke latency once the burst ended", percentiles(after)))
         report.figures.append(("peak RSS under load (VmHWM)", f"{peak_rss_mb(pid):.0f} MiB"))
+        cfg = load_model(model).config
+        kv_kib = 2 * cfg.n_layers * cfg.ctx_len * cfg.n_emb * 4 // 1024
+        limits = WorkspaceLimits()
+        report.figures.append(
+            (
+                "caps",
+                f"model caches: {CACHED_DOCUMENTS} most recently completed documents "
+                f"({kv_kib} KiB of keys and values each for this model); workspace dictionary: "
+                f"{limits.max_files} files, {limits.max_total_bytes // 10**6} MB of text; "
+                "document texts: what the editor has open",
+            )
+        )
         for uri in [*others, big_uri, burst_uri]:
             client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
         text = TEXT + typing(100) + typing(100)
+        report.attempt(
+            "load",
+            "closing documents frees their caches",
+            lambda: (
+                inline(client, 0, len(text)) is not None and status(client)["cachedDocuments"] == 1
+            ),
+        )
         report.attempt(
             "load",
             "after closing the others, answers equal a fresh server's",
@@ -399,6 +432,97 @@ def training_faults(report: Report, rounds: int, work: Path) -> None:
     )
 
 
+def corpus_faults(report: Report, rounds: int, work: Path, gigabytes: float) -> None:
+    """Files rewritten or deleted while ``ghostwrite train`` reads them, and a corpus far larger
+    than the memory it may use."""
+    root = make_corpus(work / "changing-notes")
+    block = (PROSE + "\n").encode() * (2**20 // (len(PROSE) + 1) + 1)
+    (root / "big.txt").write_bytes(block[: 2**20] * 24)  # reading takes a while
+    live = root / "live.txt"
+    out, cache = work / "changing-model", work / "changing-cache"
+    common = [root, *TINY, "--out", out, "--token-cache", cache, "--max-steps", "2"]
+    rng = random.Random(1)
+
+    def train_while(change: Callable[[int], None]) -> bool:
+        """Train while ``change`` hits the corpus every 20 ms for a random 0-4 s; the run
+        either trains on one consistent reading or stops with the clear message, and the model
+        directory always holds a complete model."""
+        live.write_text(PROSE)
+        before = scan([root]).sha256
+        stop_at = time.monotonic() + rng.uniform(0, 4)
+
+        def keep_changing() -> None:
+            i = 0
+            while time.monotonic() < stop_at:
+                change(i)
+                i += 1
+                time.sleep(0.02)
+
+        writer = threading.Thread(target=keep_changing)
+        writer.start()
+        result = run_cli(*common)
+        writer.join()
+        if not live.exists():
+            live.write_text(PROSE)
+        after = scan([root]).sha256
+        card = load_model(out).card
+        if result.returncode == 0:
+            return card["corpus"]["sha256"] in (before, after)
+        return "while it was being read" in result.stderr and card["steps"] == 2
+
+    def rewrite(i: int) -> None:
+        live.write_text(f"{PROSE} Version {i}.")
+
+    def delete_and_restore(i: int) -> None:
+        if i % 2:
+            live.write_text(PROSE)
+        else:
+            live.unlink(missing_ok=True)
+
+    assert run_cli(*common).returncode == 0
+    for _ in range(rounds):
+        report.attempt(
+            "corpus", "a file rewritten while training reads it", lambda: train_while(rewrite)
+        )
+        report.attempt(
+            "corpus",
+            "a file deleted and restored while training reads it",
+            lambda: train_while(delete_and_restore),
+        )
+
+    big = work / "huge" / "generated.txt"
+    big.parent.mkdir()
+    with open(big, "wb") as handle:
+        for _ in range(round(gigabytes * 1024)):
+            handle.write(block[: 2**20])
+    started = time.perf_counter()
+    peak: list[int] = []
+
+    def tokenize_huge() -> bool:
+        result = subprocess.run(
+            [sys.executable, "-c", BOUNDED_MEMORY, str(big), str(work / "huge-cache")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak.append(int(result.stdout))
+        return peak[-1] < HUGE_CORPUS_RSS_MB
+
+    report.attempt(
+        "corpus", f"a {gigabytes:g} GB corpus tokenizes in bounded memory", tokenize_huge
+    )
+    if peak:
+        report.figures.append(
+            (
+                f"tokenize a {gigabytes:g} GB corpus (one generated file)",
+                f"{time.perf_counter() - started:.0f} s, peak RSS {peak[-1]} MiB (bound "
+                f"{HUGE_CORPUS_RSS_MB} MiB; files are read {CHUNK_BYTES >> 20} MiB at a time)",
+            )
+        )
+    shutil.rmtree(work / "huge-cache", ignore_errors=True)
+    big.unlink()
+
+
 def tiny_model(work: Path) -> Path:
     out = work / "tiny"
     result = run_cli(
@@ -421,6 +545,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="model directory (default: train a tiny one)")
     parser.add_argument("--rounds", type=int, default=3, help="tries of each case")
     parser.add_argument("--megabytes", type=int, default=10, help="size of the big document")
+    parser.add_argument("--corpus-gigabytes", type=float, default=1.0, help="the huge corpus")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("robustness.md"))
     args = parser.parse_args()
     report = Report()
@@ -433,6 +558,7 @@ def main() -> None:
         trainer_killed(report, model, args.rounds, work)
         load(report, model, args.megabytes)
         training_faults(report, args.rounds, work)
+        corpus_faults(report, args.rounds, work, args.corpus_gigabytes)
     command = "python bench/robustness.py " + " ".join(sys.argv[1:])
     args.out.write_text(report.markdown(command.strip()))
     print(f"wrote {args.out}", file=sys.stderr)

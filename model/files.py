@@ -255,9 +255,21 @@ def default_model_dir() -> Path:
     if env := os.environ.get("GHOSTWRITE_MODEL"):
         return Path(env).expanduser()
     personal = user_model_dir()
-    if (personal / META_FILE).exists():
+    if present(personal / META_FILE):
         return personal
     return bundled_model_dir()
+
+
+def present(path: Path) -> bool:
+    """Whether something is at ``path``. One we may not look at counts as there: loading it then
+    says why it cannot be read, where ``Path.exists`` would raise."""
+    try:
+        path.stat()
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def resolve_model_dir(name: str | Path | None) -> Path:

@@ -6,6 +6,7 @@ the text files of the workspace folders (``index_workspace``)."""
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import threading
 from collections import Counter
@@ -184,11 +185,11 @@ def index_workspace(
     indexed = total = 0
     for folder in folders:
         root = Path(folder).resolve()
-        if not root.is_dir():
+        if not os.path.isdir(root):  # missing or unreadable: nothing to index
             continue
         for path, _ in corpus._walk(root, (), skipped):
             real = path.resolve()
-            if real in seen or not real.is_file():
+            if real in seen or not os.path.isfile(real):
                 continue
             seen.add(real)
             if not real.is_relative_to(root):

@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ class WordScoring:
 # now and then: each move re-prefills the window at once (a latency spike), while a longer text
 # only costs a cheap encode and compare per keystroke.
 ANCHOR_CHARS = 1 << 16
+
+# Model caches (one context window of keys and values each, plus the last suggestion) are kept
+# for this many documents, the most recently completed in.
+CACHED_DOCUMENTS = 8
 
 Signature = tuple[tuple[int, int, int], ...]
 
@@ -211,7 +216,8 @@ class Engine:
     def __init__(self) -> None:
         self.model: LoadedModel | None = None
         self.stats = WordStats()
-        self._suggesters: dict[str, Suggester] = {}  # touched only by the worker thread
+        # Most recently used last; touched only by the worker thread.
+        self._suggesters: OrderedDict[str, Suggester] = OrderedDict()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ghostwrite-model")
         self._jobs: list[Job] = []
         self.workspace: WorkspaceIndex | None = None
@@ -247,10 +253,17 @@ class Engine:
         model = self.model
         if model is None or job.should_stop():
             return []
-        suggester = self._suggesters.get(job.uri)
+        suggester = self._suggesters.pop(job.uri, None)
         if suggester is None or suggester.model is not model:
-            suggester = self._suggesters[job.uri] = Suggester(model)
+            suggester = Suggester(model)
+        self._suggesters[job.uri] = suggester
+        while len(self._suggesters) > CACHED_DOCUMENTS:
+            self._suggesters.popitem(last=False)  # its next request re-reads its context
         return suggester.suggest(before, after, options, self.stats, job.should_stop)
+
+    @property
+    def cached_documents(self) -> int:
+        return len(self._suggesters)
 
     def forget(self, uri: str) -> None:
         self._worker.submit(self._suggesters.pop, uri, None)

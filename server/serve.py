@@ -98,6 +98,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _describe_model(directory: Path) -> str:
-    if (directory / files.META_FILE).exists():
+    if files.present(directory / files.META_FILE):
         return f"model {directory}"
     return f"no model yet at {directory}"

@@ -208,8 +208,10 @@ class GhostwriteServer(LanguageServer):
                 self._pending = None
                 if serving_here:
                     # Deleted under us: the copy in memory keeps serving; say so in the status.
+                    readable = os.access(directory, os.R_OK | os.X_OK)
+                    what = "are gone" if readable else "cannot be read (permission denied)"
                     self.model_problem = (
-                        f"ghostwrite: the model files at {directory} are gone "
+                        f"ghostwrite: the model files at {directory} {what} "
                         "(still serving the copy loaded before)"
                     )
                     self.show(self.model_problem)
@@ -351,6 +353,7 @@ class GhostwriteServer(LanguageServer):
             "positionEncoding": self.encoding,
             "options": self.options.to_json(),
             "workspaceIndex": self.workspace_index_summary(),
+            "cachedDocuments": self.engine.cached_documents,
             "training": self.training.state(),
         }
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,25 @@ def encode(message: dict[str, Any]) -> bytes:
     return frame(json.dumps(message).encode())
 
 
+def without_root_powers() -> list[str] | None:
+    """A command prefix under which file permissions apply even to root (which otherwise reads
+    anything): drops the capabilities that bypass them. None where that cannot be done."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        return None
+    drop = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"]
+
+
 class RawClient:
     """The server as a subprocess; every byte it writes to stdout is recorded and must frame."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ghostwrite.server", *args],
+            [*wrapper, sys.executable, "-m", "ghostwrite.server", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

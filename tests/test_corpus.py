@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ghostwrite.training import corpus as corpus_mod
 from ghostwrite.training.corpus import (
     CorpusError,
     build_tokens,
     choose_validation,
     normalise,
+    prepare,
     scan,
 )
 from tests.conftest import PROSE, SHARED_DATA
+from tests.lsp_raw import without_root_powers
+
+# Byte pieces that make chunk boundaries hard: CR/LF pairs, a BOM, a genuine U+FFFD, stray
+# continuation bytes, truncated and complete multi-byte characters, an encoded surrogate.
+TRICKY_BYTES = [
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\xef\xbb\xbf",
+    b"\xef\xbf\xbd",
+    b"\xbf\xbd",
+    b"\xff",
+    b"a",
+    b"\xc3\xa9",
+    b"\xf0\x9f\x98\x80",
+    b"\xe2",
+    b"\xed\xa0\x80",
+]
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -93,6 +118,23 @@ def test_normalise_drops_bom_and_crlf_and_counts_bad_bytes() -> None:
     assert bad == 2  # the U+FFFD written in the file is text, not a decoding error
 
 
+@given(
+    pieces=st.lists(st.sampled_from(TRICKY_BYTES), max_size=40),
+    chunk=st.integers(min_value=1, max_value=9),
+)
+def test_reading_in_chunks_equals_reading_whole(pieces: list[bytes], chunk: int) -> None:
+    raw = b"".join(pieces)
+    whole = raw.decode("utf-8", errors="replace")
+    want_bad = whole.count("\ufffd") - raw.count("\ufffd".encode())
+    want = whole.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    saved = corpus_mod.CHUNK_BYTES
+    corpus_mod.CHUNK_BYTES = chunk
+    try:
+        assert normalise(raw) == (want, want_bad)
+    finally:
+        corpus_mod.CHUNK_BYTES = saved
+
+
 def test_undecodable_bytes_never_crash_and_are_reported(tmp_path: Path) -> None:
     write(tmp_path / "latin1.txt", "na\u00efve r\u00e9sum\u00e9 text\n".encode("latin-1"))
     corpus = scan([tmp_path])
@@ -165,3 +207,111 @@ def test_shared_books_are_normalised(tmp_path: Path) -> None:
     assert not np.any(raw == ord("\r"))
     assert bytes(raw[:3]) != b"\xef\xbb\xbf"
     assert data.split_mode == "tail"  # two books: neither is ~10% of the total
+
+
+def edit_after_scan(monkeypatch: pytest.MonkeyPatch, edit, times: int) -> None:
+    """Let ``edit`` change the corpus right after each of the first ``times`` scans: the file
+    changes between the scan and the tokenization, as when an editor saves mid-run."""
+    real_scan = corpus_mod.scan
+    calls = []
+
+    def scan_then_edit(*args, **kwargs):
+        found = real_scan(*args, **kwargs)
+        calls.append(1)
+        if len(calls) <= times:
+            edit(len(calls))
+        return found
+
+    monkeypatch.setattr(corpus_mod, "scan", scan_then_edit)
+
+
+def test_a_file_edited_or_removed_during_tokenization_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "c"
+    for i in range(4):
+        write(root / f"note{i}.txt", f"Note {i}. " + PROSE)
+
+    def edit(call: int) -> None:
+        if call == 1:
+            write(root / "note0.txt", "Rewritten while training started. " + PROSE)
+        else:
+            (root / "note1.txt").unlink()
+
+    edit_after_scan(monkeypatch, edit, times=2)
+    corpus, data = prepare([root], cache_dir=tmp_path / "cache")
+    text = bytes(data.tokens).decode()
+    assert "Rewritten while training started." in text and "Note 1." not in text
+    assert len(corpus.files) == 3 and len(data.tokens) == corpus.tokens
+
+
+def test_a_file_that_never_stops_changing_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = write(tmp_path / "c" / "live.log", PROSE)
+    write(tmp_path / "c" / "notes.txt", PROSE + " more")
+    edit_after_scan(monkeypatch, lambda call: write(log, f"{PROSE} line {call}"), times=99)
+    with pytest.raises(CorpusError, match=r"live\.log changed .* 3 times in a row; .*--exclude"):
+        prepare([tmp_path / "c"], cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*.bin")), "no half-made cache entry is left"
+
+
+BOUNDED_MEMORY = """
+import resource, sys
+from pathlib import Path
+from ghostwrite.training.corpus import prepare
+corpus, data = prepare([sys.argv[1]], cache_dir=Path(sys.argv[2]))
+assert len(data.tokens) == corpus.tokens
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_corpus_larger_than_the_memory_bound_tokenizes_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    """One 256 MB file (bench/robustness.py does 1 GB): reading it whole would hold it twice."""
+    megabytes = 256
+    block = (PROSE + "\r\n").encode() * (2**20 // (len(PROSE) + 2) + 1)
+    with open(tmp_path / "big.txt", "wb") as out:
+        for _ in range(megabytes):
+            out.write(block[: 2**20])
+    peak_mb = int(
+        subprocess.run(
+            [sys.executable, "-c", BOUNDED_MEMORY, str(tmp_path / "big.txt"), str(tmp_path / "c")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert peak_mb < 150, f"peak RSS {peak_mb} MB while tokenizing {megabytes} MB"
+
+
+SCAN_AND_REPORT = """
+import json, sys
+from ghostwrite.training.corpus import CorpusError, scan
+try:
+    corpus = scan(sys.argv[1:])
+    print(json.dumps({"names": [f.path.name for f in corpus.files], **corpus.summary()}))
+except CorpusError as err:
+    print(json.dumps({"error": str(err)}))
+"""
+
+
+def test_unreadable_files_and_folders_are_skipped_and_counted(tmp_path: Path) -> None:
+    wrapper = without_root_powers()
+    if wrapper is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+    root = tmp_path / "notes"
+    write(root / "readable.txt", PROSE)
+    write(root / "locked.txt", PROSE + " locked").chmod(0)
+    write(root / "private" / "inside.txt", PROSE + " private")
+    (root / "private").chmod(0)
+
+    def scan_as_user(*paths: Path) -> dict:
+        command = [*wrapper, sys.executable, "-c", SCAN_AND_REPORT, *map(str, paths)]
+        return json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
+
+    found = scan_as_user(root)
+    assert found["names"] == ["readable.txt"]
+    assert found["skipped"] == {"unreadable files": 1, "unreadable folders": 1}
+    assert "permission denied" in scan_as_user(root / "private" / "inside.txt")["error"]

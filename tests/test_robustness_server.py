@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 
 from ghostwrite.model import files
-from tests.lsp_raw import RawClient, alive, children, encode, frame, peak_rss_mb
+from ghostwrite.server.engine import CACHED_DOCUMENTS
+from tests.lsp_raw import (
+    RawClient,
+    alive,
+    children,
+    encode,
+    frame,
+    peak_rss_mb,
+    without_root_powers,
+)
 
 TEXT = "The quick brown fox jumps over the la"
 BIG_DOCUMENT = 4_000_000  # characters (bench/robustness.py uses 10 MB)
@@ -195,7 +204,9 @@ def test_invalid_params_for_every_method(tiny_model_dir):
 
 def break_model(directory: Path, how: str) -> None:
     weights = directory / files.WEIGHTS_FILE
-    if how == "deleted":
+    if how == "unreadable":
+        directory.chmod(0)
+    elif how == "deleted":
         weights.unlink()
     elif how == "truncated":
         data = weights.read_bytes()
@@ -204,11 +215,20 @@ def break_model(directory: Path, how: str) -> None:
         weights.write_bytes(bytes(range(256)) * 64)
 
 
-@pytest.mark.parametrize("how", ["deleted", "truncated", "garbage"])
+def repair_model(directory: Path, good: Path) -> None:
+    directory.chmod(0o755)
+    (directory / files.WEIGHTS_FILE).unlink(missing_ok=True)
+    shutil.copy(good / files.WEIGHTS_FILE, directory / files.WEIGHTS_FILE)
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "garbage", "unreadable"])
 def test_model_broken_while_serving_keeps_the_old_model(tiny_model_dir, tmp_path, how):
     directory = tmp_path / "model"
     shutil.copytree(tiny_model_dir, directory)
-    client = RawClient("--model", str(directory))
+    wrapper = without_root_powers()
+    if wrapper is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+    client = RawClient("--model", str(directory), wrapper=wrapper)
     try:
         client.initialize()
         client.notify("textDocument/didOpen", open_params())
@@ -220,11 +240,34 @@ def test_model_broken_while_serving_keeps_the_old_model(tiny_model_dir, tmp_path
         assert str(directory) in state["problem"] and "still serving" in state["problem"]
         assert state["model"] == str(directory)
         assert inline(client) == want  # the copy in memory keeps serving
+        if how == "unreadable":
+            assert "cannot be read" in state["problem"]
         # Putting a good model back clears the problem and serves it.
-        (directory / files.WEIGHTS_FILE).unlink(missing_ok=True)
-        shutil.copy(tiny_model_dir / files.WEIGHTS_FILE, directory / files.WEIGHTS_FILE)
+        repair_model(directory, tiny_model_dir)
         wait_until(lambda: status(client)["problem"] is None)
         assert inline(client) == want
+        finish(client)
+    finally:
+        client.close()
+
+
+def test_an_unreadable_model_at_start_is_reported_and_then_picked_up(tiny_model_dir, tmp_path):
+    wrapper = without_root_powers()
+    if wrapper is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to apply")
+    directory = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, directory)
+    break_model(directory, "unreadable")
+    client = RawClient("--model", str(directory), wrapper=wrapper)
+    try:
+        client.initialize()
+        client.notify("textDocument/didOpen", open_params())
+        problem = status(client)["problem"]
+        assert "permission" in problem.lower() and str(directory) in problem
+        assert inline(client) == []
+        repair_model(directory, tiny_model_dir)
+        wait_until(lambda: status(client)["problem"] is None)
+        assert inline(client)
         finish(client)
     finally:
         client.close()
@@ -289,6 +332,8 @@ def test_load_many_documents_big_document_bursts_and_keystrokes(tiny_model_dir):
         others = [f"file:///doc{i}.txt" for i in range(20)]
         for i, uri in enumerate(others):
             client.notify("textDocument/didOpen", open_params(TEXT * (50 + i), uri))
+            assert inline(client, 0, len(TEXT) * (50 + i), uri) is not None
+        assert status(client)["cachedDocuments"] == CACHED_DOCUMENTS  # the oldest were dropped
         big_uri = "file:///big.txt"
         line = "The quick brown fox jumps over the lazy dog. " * 20 + "\n"
         big = line * (BIG_DOCUMENT // len(line))
@@ -323,6 +368,7 @@ def test_load_many_documents_big_document_bursts_and_keystrokes(tiny_model_dir):
         for uri in [*others, big_uri]:
             client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
         loaded = inline(client, 0, col)
+        assert status(client)["cachedDocuments"] == 1
         fresh.initialize()
         fresh.notify("textDocument/didOpen", open_params(text))
         assert loaded == inline(fresh, 0, col)

@@ -13,16 +13,20 @@ Layout: training documents first, validation documents last; ``split`` is the bo
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import glob
 import hashlib
+import io
 import itertools
 import json
 import os
+import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -30,8 +34,10 @@ from ghostwrite.model import tokenizer
 
 FORMAT_VERSION = 1  # of normalisation and layout: part of every cache key
 SNIFF_BYTES = 8192
+CHUNK_BYTES = 1 << 20  # files are read this much at a time, never whole
 MAX_BAD_SHARE = 0.3  # more undecodable bytes than this in the first block: a binary file
 CACHE_ENTRIES_KEPT = 4
+CHANGE_RETRIES = 3
 VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj"})
 VENV_DIRS = frozenset({"venv", ".venv", "virtualenv", "site-packages", "__pypackages__"})
 BUILD_DIRS = frozenset(
@@ -57,6 +63,14 @@ UTF8_REPLACEMENT = "\ufffd".encode()
 
 class CorpusError(Exception):
     """A corpus that cannot be trained on; the message says why and what to do."""
+
+
+class CorpusChanged(CorpusError):
+    """A file changed or vanished between the scan and the tokenization."""
+
+    def __init__(self, path: Path, how: str) -> None:
+        super().__init__(f"{path} {how} while it was being read; run again")
+        self.path, self.how = path, how
 
 
 @dataclass(frozen=True)
@@ -112,13 +126,60 @@ class Corpus:
         return f"skipped {parts}"
 
 
+@dataclass(frozen=True)
+class Normalised:
+    """What streaming one file through ``normalised_chunks`` found."""
+
+    sha256: str  # of the normalised UTF-8 bytes
+    chars: int
+    size: int  # normalised UTF-8 bytes
+    replacements: int  # undecodable bytes replaced by U+FFFD
+    blank: bool  # nothing but whitespace
+
+
+def normalised_chunks(
+    handle: BinaryIO, sink: Callable[[bytes], object] | None = None
+) -> Normalised:
+    """Decode a file as UTF-8 (bad bytes become U+FFFD and are counted), drop its byte-order
+    mark and turn CRLF/CR into LF, ``CHUNK_BYTES`` at a time: memory stays bounded whatever the
+    file's size. Each normalised chunk goes to ``sink``."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    digest = hashlib.sha256()
+    chars = size = replacements = 0
+    blank = at_start = True
+    carry_cr = False  # a CR that ended the last chunk: the next one may start with its LF
+    tail = b""  # a genuine U+FFFD may straddle two reads
+    while True:
+        raw = handle.read(CHUNK_BYTES)
+        text = decoder.decode(raw, final=not raw)
+        # U+FFFD already present in the file is text, not a decoding error.
+        window = tail + raw
+        replacements += text.count("\ufffd") - window.count(UTF8_REPLACEMENT)
+        tail = window[-2:]
+        if at_start and text:
+            text, at_start = text.removeprefix("\ufeff"), False
+        if carry_cr:
+            text = "\r" + text
+        carry_cr = bool(raw) and text.endswith("\r")
+        if carry_cr:
+            text = text[:-1]
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        data = text.encode("utf-8")  # never fails: decoded UTF-8 holds no lone surrogates
+        digest.update(data)
+        chars += len(text)
+        size += len(data)
+        blank = blank and not text.strip()
+        if sink is not None and data:
+            sink(data)
+        if not raw:
+            return Normalised(digest.hexdigest(), chars, size, replacements, blank)
+
+
 def normalise(raw: bytes) -> tuple[str, int]:
     """UTF-8 bytes -> (text without BOM, LF line ends; count of replaced undecodable bytes)."""
-    text = raw.decode("utf-8", errors="replace")
-    # U+FFFD already present in the file is text, not a decoding error.
-    replacements = text.count("\ufffd") - raw.count(UTF8_REPLACEMENT)
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    return tokenizer.clean(text), replacements
+    parts: list[bytes] = []
+    found = normalised_chunks(io.BytesIO(raw), parts.append)
+    return b"".join(parts).decode("utf-8"), found.replacements
 
 
 def looks_binary(head: bytes) -> bool:
@@ -142,7 +203,9 @@ def _skip_dir_reason(path: Path) -> str | None:
     name = path.name
     if name in VCS_DIRS:
         return "version-control folders"
-    if name in VENV_DIRS or (path / "pyvenv.cfg").is_file():
+    if name in VENV_DIRS or os.path.isfile(
+        path / "pyvenv.cfg"
+    ):  # False, not an error, if unreadable
         return "virtual environments"
     if name in BUILD_DIRS or name.endswith(".egg-info"):
         return "build-output folders"
@@ -153,7 +216,11 @@ def _skip_dir_reason(path: Path) -> str | None:
 
 def _walk(root: Path, exclude: Sequence[str], skipped: Counter[str]) -> Iterator[tuple[Path, str]]:
     """Files under ``root`` as (path, path relative to root), pruning skipped folders."""
-    for current, dirnames, filenames in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        skipped["unreadable folders"] += 1
+
+    for current, dirnames, filenames in os.walk(root, onerror=unreadable):
         here = Path(current)
         kept = []
         for d in sorted(dirnames):
@@ -179,7 +246,13 @@ def _candidates(
     for given in paths:
         text = str(given)
         path = Path(text).expanduser()
-        if not path.exists() and GLOB_CHARS & set(text):
+        try:
+            mode: int | None = path.stat().st_mode
+        except PermissionError:
+            raise CorpusError(f"cannot read {text}: permission denied") from None
+        except OSError:
+            mode = None
+        if mode is None and GLOB_CHARS & set(text):
             matches = sorted(glob.glob(str(path), recursive=True))
             if not matches:
                 raise CorpusError(f"no files match {text!r}")
@@ -196,12 +269,12 @@ def _candidates(
                     yield from _candidates([match], exclude, skipped)
                 else:
                     skipped[reason] += 1
-        elif path.is_dir():
-            yield from _walk(path, exclude, skipped)
-        elif path.exists():
-            yield path, path.name
-        else:
+        elif mode is None:
             raise CorpusError(f"no such file or folder: {text}")
+        elif stat.S_ISDIR(mode):
+            yield from _walk(path, exclude, skipped)
+        else:
+            yield path, path.name
 
 
 def scan(
@@ -217,7 +290,7 @@ def scan(
     by_hash: dict[str, CorpusFile] = {}
     for path, rel in _candidates(paths, exclude, skipped):
         real = path.resolve()
-        if real in seen_paths or not real.is_file():
+        if real in seen_paths or not os.path.isfile(real):
             continue
         seen_paths.add(real)
         if exclude and _matches(rel, exclude):
@@ -232,20 +305,19 @@ def scan(
                     skipped["binary files"] += 1
                     continue
                 handle.seek(0)
-                raw = handle.read()
+                found = normalised_chunks(handle)
         except OSError:
             skipped["unreadable files"] += 1
             continue
-        text, replacements = normalise(raw)
-        if not text.strip():
+        if found.blank:
             skipped["empty files"] += 1
             continue
-        data = text.encode("utf-8")
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in by_hash:
+        if found.sha256 in by_hash:
             skipped["duplicates"] += 1
             continue
-        by_hash[digest] = CorpusFile(real, digest, len(text), len(data), replacements)
+        by_hash[found.sha256] = CorpusFile(
+            real, found.sha256, found.chars, found.size, found.replacements
+        )
     files = sorted(by_hash.values(), key=lambda f: f.sha256)
     corpus = Corpus(files, skipped)
     if not files:
@@ -344,28 +416,51 @@ def _read_meta(meta_path: Path, bin_path: Path) -> dict | None:
 
 
 def _write_stream(order: Sequence[CorpusFile], bin_path: Path, expected: int) -> int:
-    """Write each file's normalised bytes plus a newline; re-checks each file's hash, so a file
-    edited since the scan fails loudly instead of poisoning the cache."""
+    """Write each file's normalised bytes plus a newline, re-checking each file's hash: a file
+    edited or removed since the scan raises ``CorpusChanged`` instead of poisoning the cache."""
     tmp = bin_path.with_suffix(f".{os.getpid()}.tmp")
     written = 0
     try:
         with open(tmp, "wb") as out:
             for f in order:
                 try:
-                    data = normalise(f.path.read_bytes())[0].encode("utf-8")
+                    with open(f.path, "rb") as handle:
+                        found = normalised_chunks(handle, out.write)
+                except FileNotFoundError:
+                    raise CorpusChanged(f.path, "was removed") from None
                 except OSError as err:
                     raise CorpusError(f"cannot read {f.path}: {err.strerror}") from None
-                if hashlib.sha256(data).hexdigest() != f.sha256:
-                    raise CorpusError(f"{f.path} changed while training started; run again")
-                out.write(data)
+                if found.sha256 != f.sha256:
+                    raise CorpusChanged(f.path, "changed")
                 out.write(b"\n")
-                written += len(data) + 1
+                written += found.size + 1
         if written != expected:
             raise CorpusError("the corpus changed while it was being read; run again")
         os.replace(tmp, bin_path)
     finally:
         tmp.unlink(missing_ok=True)
     return written
+
+
+def prepare(
+    paths: Sequence[str | Path],
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    val_fraction: float = 0.1,
+    cache_dir: Path | None = None,
+) -> tuple[Corpus, TokenData]:
+    """``scan`` then ``build_tokens``, scanning again when a file changes or disappears between
+    the two reads (an editor saving, a sync client): the tokens always match the corpus."""
+    for _ in range(CHANGE_RETRIES):
+        corpus = scan(paths, include, exclude)
+        try:
+            return corpus, build_tokens(corpus, val_fraction, cache_dir)
+        except CorpusChanged as changed:
+            last = changed
+    raise CorpusError(
+        f"{last.path} {last.how} while it was being read, {CHANGE_RETRIES} times in a row; "
+        "leave it out with --exclude, or train when nothing is writing to it"
+    )
 
 
 def _prune_cache(cache_dir: Path) -> None:

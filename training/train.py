@@ -211,19 +211,19 @@ class Run:
         )
 
         try:
-            self.corpus = corpus_mod.scan(cfg.paths, cfg.include, cfg.exclude)
+            self.corpus, self.data = corpus_mod.prepare(
+                cfg.paths, cfg.include, cfg.exclude, cfg.val_fraction, cfg.token_cache
+            )
         except corpus_mod.CorpusError as err:
             raise TrainingError(str(err)) from None
+        except OSError as err:
+            raise TrainingError(f"cannot prepare the token cache: {err}") from None
         need = self.model_cfg.ctx_len + 1
         if self.corpus.tokens < need:
             raise TrainingError(
                 f"the corpus has {self.corpus.tokens} bytes of text, less than one context "
                 f"window ({need}); add more text or pick a smaller --preset"
             )
-        try:
-            self.data = corpus_mod.build_tokens(self.corpus, cfg.val_fraction, cfg.token_cache)
-        except (corpus_mod.CorpusError, OSError) as err:
-            raise TrainingError(f"cannot prepare the token cache: {err}") from None
         self.train_len = min(self.model_cfg.ctx_len, len(self.data.train) - 1)
         self.val_len = min(self.model_cfg.ctx_len, len(self.data.val) - 1)
 
