@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,29 +74,36 @@ class Client:
                     self.pending = self.pending[-50:]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model directory")
-    parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="held-out text")
-    parser.add_argument("--start", type=int, default=50_000, help="where the span starts")
-    parser.add_argument("--chars", type=int, default=1500, help="characters to type")
-    parser.add_argument("--context", type=int, default=2000, help="text already in the document")
-    parser.add_argument("--max-chars", type=int, default=32)
-    parser.add_argument("--stop", default="line", choices=("word", "phrase", "line"))
-    parser.add_argument("--confidence", type=float, default=0.0)
-    parser.add_argument(
-        "--workspace", type=Path, help="a workspace folder (its words go in the dictionary)"
-    )
-    args = parser.parse_args()
+@dataclass
+class Typing:
+    """One replay: round-trip ms and suggestion length (0: none shown) per keystroke."""
 
-    text = load_text(args.file)
-    prefix = text[max(0, args.start - args.context) : args.start]
-    span = text[args.start : args.start + args.chars]
-    settings = {"maxChars": args.max_chars, "stop": args.stop, "confidence": args.confidence}
-    client = Client([sys.executable, "-m", "ghostwrite.server", "--model", args.model])
+    times_ms: np.ndarray
+    lengths: np.ndarray
+
+    def row(self) -> str:
+        ms, shown = self.times_ms, self.lengths
+        mean_length = shown[shown > 0].mean() if (shown > 0).any() else 0
+        return (
+            f"{np.percentile(ms, 50):.2f} | {np.percentile(ms, 95):.2f} | "
+            f"{np.percentile(ms, 99):.2f} | {ms.max():.1f} | {(shown > 0).mean():.0%} | "
+            f"{mean_length:.1f}"
+        )
+
+
+def replay(
+    model: str,
+    prefix: str,
+    span: str,
+    settings: dict[str, object],
+    workspace: Path | None = None,
+) -> Typing:
+    """Start the server on ``model``, open a document holding ``prefix`` and type ``span``,
+    asking for an inline completion after every character."""
+    client = Client([sys.executable, "-m", "ghostwrite.server", "--model", model])
     folders = None
-    if args.workspace:
-        folders = [{"uri": args.workspace.resolve().as_uri(), "name": "bench"}]
+    if workspace:
+        folders = [{"uri": workspace.resolve().as_uri(), "name": "bench"}]
     client.call(
         "initialize",
         {
@@ -106,7 +114,7 @@ def main() -> None:
         },
     )
     client.notify("initialized", {})
-    while args.workspace:  # wait for the index: typing starts with the dictionary in place
+    while workspace:  # wait for the index: typing starts with the dictionary in place
         status = client.call("workspace/executeCommand", {"command": "ghostwrite.status"})
         if index := status["result"]["workspaceIndex"]:
             print(f"workspace dictionary: {index['files']} files, {index['bytes']} bytes")
@@ -149,19 +157,41 @@ def main() -> None:
     client.call("shutdown", None)
     client.notify("exit", None)
     client.process.wait()
-    ms = np.array(times)
-    shown = np.array(lengths)
+    return Typing(np.array(times), np.array(lengths))
+
+
+HEADER = (
+    "| round trip | p50 ms | p95 ms | p99 ms | max ms | suggestions shown | mean length |\n"
+    "|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="model directory")
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="held-out text")
+    parser.add_argument("--start", type=int, default=50_000, help="where the span starts")
+    parser.add_argument("--chars", type=int, default=1500, help="characters to type")
+    parser.add_argument("--context", type=int, default=2000, help="text already in the document")
+    parser.add_argument("--max-chars", type=int, default=32)
+    parser.add_argument("--stop", default="line", choices=("word", "phrase", "line"))
+    parser.add_argument("--confidence", type=float, default=0.0)
+    parser.add_argument(
+        "--workspace", type=Path, help="a workspace folder (its words go in the dictionary)"
+    )
+    args = parser.parse_args()
+
+    text = load_text(args.file)
+    prefix = text[max(0, args.start - args.context) : args.start]
+    span = text[args.start : args.start + args.chars]
+    settings = {"maxChars": args.max_chars, "stop": args.stop, "confidence": args.confidence}
+    typing = replay(args.model, prefix, span, settings, args.workspace)
     print(
         f"model {args.model}; {len(span)} keystrokes of {args.file.name}; settings {settings}; "
         f"workspace {args.workspace}"
     )
-    print("| round trip | p50 ms | p95 ms | p99 ms | max ms | suggestions shown | mean length |")
-    print("|---|---|---|---|---|---|---|")
-    print(
-        f"| keystroke -> inline completion | {np.percentile(ms, 50):.2f} | "
-        f"{np.percentile(ms, 95):.2f} | {np.percentile(ms, 99):.2f} | {ms.max():.1f} | "
-        f"{(shown > 0).mean():.0%} | {shown[shown > 0].mean() if (shown > 0).any() else 0:.1f} |"
-    )
+    print(HEADER)
+    print(f"| keystroke -> inline completion | {typing.row()} |")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,21 @@
 """Training speed and quality on this machine: ghostwrite's loop against PyTorch's, one run.
 
     python bench/train.py [--minutes 1] [--round-s 5] [--loops ghostwrite,torch]
+        [--batch-size 16] [--lr 4e-3] [--dropout 0]
 
-Reference config (the article's): ctx 128, n_emb 128, 4 heads, 3 layers, dropout 0.1, batch 64,
-on ../shared/data/tinyshakespeare.txt with nanoGPT's split (first 90% train, last 10%
-validation). Loops:
+The article's model (ctx 128, n_emb 128, 4 heads, 3 layers) on ../shared/data/tinyshakespeare.txt
+with nanoGPT's split (first 90% train, last 10% validation). Loops:
 
   ghostwrite  ``ghostwrite train``'s own step (``Run.train_step``) with its defaults: random
               windows, warm-up + cosine decay over the time budget, gradient clipping, weight
-              decay on matrices only, compiled step split over CPU streams.
+              decay on matrices only, compiled step split over CPU streams. ``--batch-size``,
+              ``--lr`` and ``--dropout`` default to ``ghostwrite train``'s (batch 64, lr 1e-3,
+              dropout 0.1 is the article's recipe).
   torch       the same model, recipe and batches in PyTorch 2 (eager, ``--torch-threads``
               threads, ``F.scaled_dot_product_attention``). Needs the ``bench`` extra; skipped
               with a message when torch is missing.
-  article     the article's MLX loop: fixed shuffled chunks of 128, AdamW(1e-3), uncompiled.
+  article     the article's MLX loop: fixed shuffled chunks of 128, batch 64, AdamW(1e-3),
+              dropout 0.1, uncompiled.
 
 ``ghostwrite:N`` and ``torch:N`` pick N streams / N threads (e.g. ``--loops
 ghostwrite,ghostwrite:1,torch:2,torch:1``: on a busy machine PyTorch with a thread per core
@@ -67,7 +70,8 @@ from ghostwrite.training.train import (
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 KN6_NATS = 1.5385  # Kneser-Ney 6-gram on nanoGPT's split
-BATCH = 64
+ARTICLE_BATCH = 64  # the article's loop keeps its own recipe: batch 64, lr 1e-3, dropout 0.1
+EVAL_BATCH = 64
 RECIPE = TrainConfig()  # ghostwrite's optimisation defaults, shared by the PyTorch loop
 
 
@@ -96,8 +100,8 @@ def mlx_val_loss(model: GPT, val: np.ndarray, count: int) -> float:
     starts = val_starts(val, model.cfg.ctx_len, count)
     model.eval()
     total = 0.0
-    for i in range(0, count, BATCH):
-        x, y = windows(val, starts[i : i + BATCH], model.cfg.ctx_len)
+    for i in range(0, count, EVAL_BATCH):
+        x, y = windows(val, starts[i : i + EVAL_BATCH], model.cfg.ctx_len)
         total += cross_entropy(model, x, y).item() * len(x)
     model.train()
     return total / count
@@ -140,6 +144,9 @@ def ghostwrite_loop(
         token_cache=cache,
         blas_threads=args.blas_threads,
         streams=streams,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        dropout=args.dropout,
     )
     run = Run(cfg, Reporter("plain", cfg.log_every, silent=True), StopFlag())
     shutil.rmtree(cache)
@@ -153,7 +160,7 @@ def ghostwrite_loop(
         lambda: run.train_step(),
         budget_ticker(budget_s, lambda: run.state.step, set_horizon),
         lambda: mlx_val_loss(run.model, val, args.eval_windows),
-        BATCH * run.model_cfg.ctx_len,
+        args.batch_size * run.model_cfg.ctx_len,
         f"{run.streams} stream(s), {backend.blas_threads()} BLAS thread(s)",
     )
 
@@ -161,7 +168,7 @@ def ghostwrite_loop(
 def article_loop(train: np.ndarray, val: np.ndarray, args: argparse.Namespace) -> Loop:
     """The article's loop: fixed shuffled chunks, plain AdamW, no compile."""
     backend.set_blas_threads(args.blas_threads or 1)
-    cfg = PRESETS["article"]
+    cfg = PRESETS["article"]  # dropout 0.1, as in the article
     mx.random.seed(args.seed)
     model = GPT(cfg)
     optimizer = optim.AdamW(learning_rate=1e-3)
@@ -173,9 +180,9 @@ def article_loop(train: np.ndarray, val: np.ndarray, args: argparse.Namespace) -
 
     def step() -> None:
         nonlocal order
-        if len(order) < BATCH:
+        if len(order) < ARTICLE_BATCH:
             order = list(rng.permutation(starts))
-        batch, order = np.array(order[:BATCH]), order[BATCH:]
+        batch, order = np.array(order[:ARTICLE_BATCH]), order[ARTICLE_BATCH:]
         x, y = windows(train, batch, ctx)
         loss, grads = loss_and_grad(model, x, y)
         optimizer.update(model, grads)
@@ -186,7 +193,7 @@ def article_loop(train: np.ndarray, val: np.ndarray, args: argparse.Namespace) -
         step,
         lambda _elapsed: None,
         lambda: mlx_val_loss(model, val, args.eval_windows),
-        BATCH * ctx,
+        ARTICLE_BATCH * ctx,
         "uncompiled, stock MLX ops",
     )
 
@@ -202,7 +209,7 @@ def torch_loop(
     from torch_gpt import TorchGPT  # bench/torch_gpt.py: imported only when torch is there
 
     torch.manual_seed(args.seed)
-    cfg: GPTConfig = PRESETS["article"]
+    cfg: GPTConfig = PRESETS["article"].with_changes(dropout=args.dropout)
     model = TorchGPT(cfg)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -211,7 +218,7 @@ def torch_loop(
             {"params": decay, "weight_decay": RECIPE.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ],
-        lr=RECIPE.scratch_learning_rate,
+        lr=args.lr,
         betas=(RECIPE.beta1, RECIPE.beta2),
     )
     ctx = cfg.ctx_len
@@ -225,8 +232,8 @@ def torch_loop(
         if torch.get_num_threads() != threads:  # loops with other thread counts take turns
             torch.set_num_threads(threads)
         rng = np.random.default_rng(step_seed(args.seed, 0, state["step"], 0))
-        x, y = batch(train, rng.integers(0, len(train) - ctx, BATCH))
-        lr = learning_rate_at(RECIPE, RECIPE.scratch_learning_rate, state["step"], state["horizon"])
+        x, y = batch(train, rng.integers(0, len(train) - ctx, args.batch_size))
+        lr = learning_rate_at(RECIPE, args.lr, state["step"], state["horizon"])
         for group in optimizer.param_groups:
             group["lr"] = lr
         logits = model(x)
@@ -243,8 +250,8 @@ def torch_loop(
         model.eval()
         total = 0.0
         with torch.no_grad():
-            for i in range(0, len(starts), BATCH):
-                x, y = batch(val, starts[i : i + BATCH])
+            for i in range(0, len(starts), EVAL_BATCH):
+                x, y = batch(val, starts[i : i + EVAL_BATCH])
                 logits = model(x)
                 loss = torch.nn.functional.cross_entropy(
                     logits.view(-1, logits.size(-1)), y.reshape(-1)
@@ -261,7 +268,7 @@ def torch_loop(
         step,
         budget_ticker(budget_s, lambda: state["step"], set_horizon),
         val_loss,
-        BATCH * ctx,
+        args.batch_size * ctx,
         f"torch {torch.__version__}, {threads} thread(s), eager",
     )
 
@@ -376,7 +383,7 @@ def print_quality(results: list[dict]) -> None:
     print(f"(Kneser-Ney 6-gram: {KN6_NATS}; ln 2 nats = 1 bit)")
 
 
-def plot(results: list[dict], path: Path) -> bool:
+def plot(results: list[dict], path: Path, batch_size: int) -> bool:
     try:
         import matplotlib
 
@@ -391,7 +398,7 @@ def plot(results: list[dict], path: Path) -> bool:
     ax.axhline(KN6_NATS, color="gray", linestyle="--", label=f"Kneser-Ney 6-gram ({KN6_NATS})")
     ax.set_xlabel("training time (minutes, this machine)")
     ax.set_ylabel("validation loss (nats/char)")
-    ax.set_title("tinyshakespeare, ctx 128, 3x128, batch 64")
+    ax.set_title(f"tinyshakespeare, ctx 128, 3x128, batch {batch_size}")
     ax.set_ylim(top=min(3.0, max(p["val_loss"] for r in results for p in r["points"][1:]) + 0.1))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -411,6 +418,9 @@ def main() -> None:
     parser.add_argument("--blas-threads", type=int, default=0, help="0: ghostwrite's default")
     parser.add_argument("--streams", type=int, default=0, help="0: ghostwrite's default")
     parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
+    parser.add_argument("--lr", type=float, default=RECIPE.scratch_learning_rate)
+    parser.add_argument("--dropout", type=float, default=RECIPE.dropout)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-train")
     args = parser.parse_args()
@@ -440,7 +450,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report))
     png = args.out / "loss_vs_time.png"
-    drew = plot(results, png)
+    drew = plot(results, png, args.batch_size)
     print(f"wrote {args.out / 'results.json'}" + (f" and {png}" if drew else ""))
     if not all(math.isfinite(r["final_val_loss"]) for r in results):
         raise SystemExit("loss diverged")

@@ -191,6 +191,21 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
+def test_model_shape_flags_change_the_preset(tmp_path: Path, tiny_model_dir: Path) -> None:
+    corpus = make_corpus(tmp_path / "notes")
+    shape = ["--ctx-len", "48", "--n-emb", "24", "--n-heads", "3", "--n-layers", "1"]
+    result = run_cli(corpus, *TINY, *shape, "--max-steps", "3", "--out", tmp_path / "m")
+    assert result.returncode == 0, result.stderr
+    config = load_model(tmp_path / "m").config
+    assert (config.ctx_len, config.n_emb, config.n_heads, config.n_layers) == (48, 24, 3, 1)
+    uneven = run_cli(corpus, *TINY, "--n-heads", "5", "--out", tmp_path / "u")
+    assert uneven.returncode == 1 and "invalid model shape" in uneven.stderr
+    refit = run_cli(corpus, "--init", tiny_model_dir, "--n-layers", "4", "--out", tmp_path / "f")
+    assert refit.returncode == 1 and "keeps the shape" in refit.stderr
+    assert run_cli(corpus, "--n-layers", "0").returncode == 2
+    assert not (tmp_path / "u").exists() and not (tmp_path / "f").exists()
+
+
 def test_finetune_starts_from_the_given_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     corpus = make_corpus(tmp_path / "notes")
     out = train(tiny_config(tmp_path, corpus, init=str(tiny_model_dir), max_steps=10, log_every=1))

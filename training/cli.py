@@ -53,6 +53,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="bundled|personal|DIR",
         help="fine-tune this model instead of starting from scratch (alone: the bundled one)",
     )
+    shape = parser.add_argument_group("model shape", "changes to the preset (from scratch only)")
+    shape.add_argument("--ctx-len", type=_positive_int, metavar="N", help="context in bytes")
+    shape.add_argument("--n-emb", type=_positive_int, metavar="N", help="width")
+    shape.add_argument("--n-heads", type=_positive_int, metavar="N", help="attention heads")
+    shape.add_argument("--n-layers", type=_positive_int, metavar="N", help="transformer blocks")
     budget = parser.add_argument_group(
         "budget", f"stop at the first limit reached; none given: {d.default_minutes:g} minutes"
     )
@@ -87,7 +92,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     tuning.add_argument("--weight-decay", type=float, default=d.weight_decay)
     tuning.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0: off")
-    tuning.add_argument("--dropout", type=float, default=d.dropout, help="default: the model's")
+    tuning.add_argument(
+        "--dropout", type=float, default=d.dropout, help=f"{d.dropout:g} (the article used 0.1)"
+    )
     runs = parser.add_argument_group("evaluation, checkpoints, machinery")
     runs.add_argument("--val-fraction", type=float, default=d.val_fraction)
     runs.add_argument("--eval-every", type=_positive_int, default=d.eval_every, metavar="STEPS")
@@ -128,6 +135,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         out=args.out,
         preset=args.preset,
         init=args.init,
+        ctx_len=args.ctx_len,
+        n_emb=args.n_emb,
+        n_heads=args.n_heads,
+        n_layers=args.n_layers,
         max_minutes=args.max_minutes,
         max_steps=args.max_steps,
         epochs=args.epochs,

@@ -284,9 +284,17 @@ class Run:
                     f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})"
                 )
             model_cfg, weights, path = PRESETS[cfg.preset], None, None
-        if cfg.dropout is not None:
-            model_cfg = model_cfg.with_changes(dropout=cfg.dropout)
-        return model_cfg, weights, path
+        if cfg.shape_changes():
+            if cfg.init:
+                raise TrainingError(
+                    "a fine-tuned model keeps the shape of the model it starts from: "
+                    "drop --ctx-len/--n-emb/--n-heads/--n-layers or --init"
+                )
+            try:
+                model_cfg = model_cfg.with_changes(**cfg.shape_changes())
+            except ValueError as err:
+                raise TrainingError(f"invalid model shape: {err}") from None
+        return model_cfg.with_changes(dropout=cfg.dropout), weights, path
 
     def _fixed_horizon(self) -> int | None:
         """Steps implied by --max-steps / --epochs (a time budget is estimated later)."""
