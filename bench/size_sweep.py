@@ -1,10 +1,11 @@
 """Which shape for the bundled model: keystroke savings against completion latency.
 
-    python bench/size_sweep.py [--minutes 10] [--shapes article,deep,wide,long] [--out DIR]
+    python bench/size_sweep.py [--minutes 8] [--shapes article,deep,wide,long] [--out DIR]
 
-Each candidate shape trains with ``ghostwrite train`` on the shared Gutenberg books for the same
-wall time, with the bundled model's split (The Time Machine and Alice held out) and recipe. Then,
-on a held-out span of The Time Machine, each model is scored by what a user gets from the server:
+Each candidate shape trains with ``ghostwrite train`` (its default optimisation) on the shared
+Gutenberg books for the same wall time, with the bundled model's split (The Time Machine and
+Alice held out). Then, on a held-out span of The Time Machine, each model is scored by what a
+user gets from the server:
 held-out loss, the keystroke savings of bench/keystrokes.py's typist (the server's pipeline with
 the workspace dictionary holding the training books, against the word bigram), and the round
 trip of 32-character line suggestions through ``ghostwrite serve`` (bench/server_latency.py).
@@ -41,7 +42,7 @@ SHAPES: dict[str, list[str]] = {
     "long": ["--ctx-len", "256"],
     "small": ["--ctx-len", "256", "--n-emb", "192", "--n-heads", "6", "--n-layers", "4"],
 }
-RECIPE = ["--preset", "article", "--batch-size", "16", "--lr", "2e-3", "--dropout", "0"]
+RECIPE = ["--preset", "article"]  # and ghostwrite train's default optimisation
 LATENCY_TARGET_MS = (10.0, 30.0)  # p50, p99
 
 
@@ -88,7 +89,7 @@ def score(name: str, model_dir: Path, chars: int, latency_chars: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="training time per shape")
+    parser.add_argument("--minutes", type=float, default=8.0, help="training time per shape")
     parser.add_argument("--shapes", default="article,deep,wide,long")
     parser.add_argument("--chars", type=int, default=1500, help="held-out characters typed")
     parser.add_argument("--latency-chars", type=int, default=600)

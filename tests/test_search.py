@@ -97,3 +97,19 @@ def test_typing_along_a_suggestion_reuses_it_with_renormalised_probability(tiny_
     assert followed.probability == pytest.approx(min(1.0, first.probability / p_typed), rel=1e-4)
     completer.complete(text + "x", SearchOptions())  # diverging from the suggestion searches again
     assert completer.searches == searches + 1
+
+
+def test_a_line_suggestion_is_beam_searched_to_its_first_word_then_greedy(completer):
+    text = "The sea is"  # short: neither search below slides the tiny model's 64-byte window
+    [line] = completer.complete(text, SearchOptions(stop="line", max_chars=24))
+    data = line.text.encode()
+    first_word_end = next(
+        i + 1
+        for i in range(1, len(data))
+        if chr(data[i - 1]).isalnum() and not (chr(data[i]).isalnum() or data[i] == ord("'"))
+    )
+    head, rest = line.text[:first_word_end], line.text[first_word_end:]
+    greedy = completer.complete(
+        text + head, SearchOptions(stop="line", max_chars=24 - first_word_end, beam_width=1)
+    )
+    assert rest and greedy[0].text == rest
