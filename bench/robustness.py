@@ -13,6 +13,7 @@ behind, or a model or checkpoint did not load.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import shutil
@@ -31,12 +32,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ghostwrite.model import load_model
+from ghostwrite.model.files import bundled_model_dir
 from ghostwrite.server.dictionary import WorkspaceLimits
 from ghostwrite.server.engine import CACHED_DOCUMENTS
 from ghostwrite.training.checkpoint import load_checkpoint
-from ghostwrite.training.corpus import CHUNK_BYTES, scan
+from ghostwrite.training.corpus import CHUNK_BYTES, Corpus, CorpusFile, scan
 from tests.conftest import PROSE
-from tests.lsp_raw import RawClient, alive, children, encode, frame, peak_rss_mb
+from tests.lsp_raw import (
+    RawClient,
+    alive,
+    children,
+    encode,
+    frame,
+    peak_rss_mb,
+    without_root_powers,
+)
 from tests.test_corpus import BOUNDED_MEMORY
 from tests.test_robustness_server import (
     INVALID_NOTIFICATIONS,
@@ -48,6 +58,7 @@ from tests.test_robustness_server import (
     inline,
     insert,
     open_params,
+    repair_model,
     status,
     wait_until,
 )
@@ -172,24 +183,25 @@ def server_abuse(report: Report, model: Path, rounds: int) -> None:
 def model_faults(report: Report, model: Path, rounds: int, work: Path) -> None:
     directory = work / "served-model"
     shutil.copytree(model, directory)
-    client = RawClient("--model", str(directory))
+    wrapper = without_root_powers()  # permissions must apply for "unreadable"
+    faults = ["deleted", "truncated", "garbage"] + (["unreadable"] if wrapper is not None else [])
+    client = RawClient("--model", str(directory), wrapper=wrapper or [])
     try:
         client.initialize()
         client.notify("textDocument/didOpen", open_params())
         want = inline(client)
         for _ in range(rounds):
-            for how in ("deleted", "truncated", "garbage"):
+            for how in faults:
 
                 def fault(how: str = how) -> bool:
                     break_model(directory, how)
                     wait_until(lambda: status(client)["problem"] is not None)
                     kept = answered_same(client, want)
-                    (directory / "model.safetensors").unlink(missing_ok=True)
-                    shutil.copy(model / "model.safetensors", directory / "model.safetensors")
+                    repair_model(directory, model)
                     wait_until(lambda: status(client)["problem"] is None)
                     return kept and answered_same(client, want)
 
-                report.attempt("model files", f"weights {how} while serving", fault)
+                report.attempt("model files", f"model {how} while serving", fault)
     finally:
         client.close()
 
@@ -335,16 +347,20 @@ def load(report: Report, model: Path, megabytes: int) -> None:
         after = timed_typing(client, burst_uri, 0, col, version, 100)
         report.figures.append(("keystroke latency once the burst ended", percentiles(after)))
         report.figures.append(("peak RSS under load (VmHWM)", f"{peak_rss_mb(pid):.0f} MiB"))
-        cfg = load_model(model).config
-        kv_kib = 2 * cfg.n_layers * cfg.ctx_len * cfg.n_emb * 4 // 1024
+
+        def kv_kib(directory: Path) -> int:
+            cfg = load_model(directory).config
+            return 2 * cfg.n_layers * cfg.ctx_len * cfg.n_emb * 4 // 1024
+
         limits = WorkspaceLimits()
         report.figures.append(
             (
                 "caps",
                 f"model caches: {CACHED_DOCUMENTS} most recently completed documents "
-                f"({kv_kib} KiB of keys and values each for this model); workspace dictionary: "
-                f"{limits.max_files} files, {limits.max_total_bytes // 10**6} MB of text; "
-                "document texts: what the editor has open",
+                f"(keys and values: {kv_kib(model)} KiB each for the model served here, "
+                f"{kv_kib(bundled_model_dir())} KiB for the bundled one); workspace "
+                f"dictionary: {limits.max_files} files, {limits.max_total_bytes // 10**6} MB of "
+                "text; document texts: what the editor has open",
             )
         )
         for uri in [*others, big_uri, burst_uri]:
@@ -443,18 +459,30 @@ def corpus_faults(report: Report, rounds: int, work: Path, gigabytes: float) -> 
     common = [root, *TINY, "--out", out, "--token-cache", cache, "--max-steps", "2"]
     rng = random.Random(1)
 
-    def train_while(change: Callable[[int], None]) -> bool:
-        """Train while ``change`` hits the corpus every 20 ms for a random 0-4 s; the run
-        either trains on one consistent reading or stops with the clear message, and the model
-        directory always holds a complete model."""
+    live.write_text(PROSE)
+    others = [f for f in scan([root]).files if f.path != live.resolve()]
+
+    def corpus_sha(live_text: str | None) -> str:
+        """The corpus hash ``ghostwrite train`` records when it reads live.txt as ``live_text``
+        (None: absent or empty)."""
+        files = list(others)
+        if live_text:
+            digest = hashlib.sha256(live_text.encode()).hexdigest()
+            files.append(CorpusFile(live, digest, len(live_text), len(live_text), 0))
+        return Corpus(sorted(files, key=lambda f: f.sha256)).sha256
+
+    def train_while(change: Callable[[int], str | None]) -> bool:
+        """Train while ``change`` hits the corpus every 20 ms for a random 0-4 s. The run either
+        trains on one consistent reading (one of the states live.txt went through) or stops
+        with the clear message; the model directory always holds a complete model."""
         live.write_text(PROSE)
-        before = scan([root]).sha256
+        states: set[str | None] = {PROSE, None}
         stop_at = time.monotonic() + rng.uniform(0, 4)
 
         def keep_changing() -> None:
             i = 0
             while time.monotonic() < stop_at:
-                change(i)
+                states.add(change(i))
                 i += 1
                 time.sleep(0.02)
 
@@ -462,22 +490,26 @@ def corpus_faults(report: Report, rounds: int, work: Path, gigabytes: float) -> 
         writer.start()
         result = run_cli(*common)
         writer.join()
-        if not live.exists():
-            live.write_text(PROSE)
-        after = scan([root]).sha256
+        live.write_text(PROSE)
         card = load_model(out).card
         if result.returncode == 0:
-            return card["corpus"]["sha256"] in (before, after)
-        return "while it was being read" in result.stderr and card["steps"] == 2
+            if card["corpus"]["sha256"] not in {corpus_sha(state) for state in states}:
+                raise AssertionError("trained on a corpus that never existed")
+            return True
+        if "while it was being read" not in result.stderr:
+            raise AssertionError(result.stderr.strip().splitlines()[-1])
+        return card["steps"] == 2
 
-    def rewrite(i: int) -> None:
+    def rewrite(i: int) -> str:
         live.write_text(f"{PROSE} Version {i}.")
+        return f"{PROSE} Version {i}."
 
-    def delete_and_restore(i: int) -> None:
+    def delete_and_restore(i: int) -> str | None:
         if i % 2:
             live.write_text(PROSE)
-        else:
-            live.unlink(missing_ok=True)
+            return PROSE
+        live.unlink(missing_ok=True)
+        return None
 
     assert run_cli(*common).returncode == 0
     for _ in range(rounds):
