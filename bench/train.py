@@ -1,7 +1,7 @@
 """Training speed and quality on this machine: ghostwrite's loop against PyTorch's, one run.
 
     python bench/train.py [--minutes 1] [--round-s 5] [--loops ghostwrite,torch]
-        [--batch-size 16] [--lr 4e-3] [--dropout 0]
+        [--batch-size 8] [--lr 3e-3] [--dropout 0]
 
 The article's model (ctx 128, n_emb 128, 4 heads, 3 layers) on ../shared/data/tinyshakespeare.txt
 with nanoGPT's split (first 90% train, last 10% validation). Loops:

@@ -41,12 +41,12 @@ class TrainConfig:
 
     # Optimisation: the article's AdamW plus warm-up, cosine decay to min_lr_ratio * lr,
     # gradient clipping and weight decay on matrices only. The article's batch 64, lr 1e-3 and
-    # dropout 0.1 learn far slower in the minutes a laptop gives: after 3 minutes on
-    # tinyshakespeare (same tokens/s) val loss was 2.28 with them, 1.76 with batch 16, lr 4e-3
-    # and no dropout (bench/README.md, "Sample efficiency").
-    batch_size: int = 16  # global: split across distributed ranks
+    # dropout 0.1 learn far slower in the minutes a laptop gives: on tinyshakespeare (same
+    # tokens/s) val loss after 3 minutes was 2.28 with them, 1.735 with batch 8, lr 3e-3 and no
+    # dropout; after 10 minutes 2.014 against 1.563 (bench/README.md, "Sample efficiency").
+    batch_size: int = 8  # global: split across distributed ranks
     learning_rate: float | None = None  # None: scratch_ or finetune_learning_rate
-    scratch_learning_rate: float = 4e-3
+    scratch_learning_rate: float = 3e-3
     finetune_learning_rate: float = 3e-4  # gentler: a small corpus should adjust, not erase
     min_lr_ratio: float = 0.1
     warmup_steps: int = 100
