@@ -80,22 +80,25 @@ def ring_backend() -> None:
         pytest.skip(f"the MLX ring backend cannot start here: {probe.stderr.strip()[-300:]}")
 
 
-def test_two_ranks_stay_in_sync(tmp_path: Path, ring_backend: None) -> None:
-    corpus = make_corpus(tmp_path / "notes")
-    settings = {
-        "paths": [str(corpus)],
-        "out": str(tmp_path / "model"),
+def tiny_settings(tmp_path: Path, **changes: object) -> dict[str, object]:
+    """TrainConfig settings (as JSON for the rank script) for a tiny run on a folder of notes,
+    with dropout on, so that the ranks' dropout masks are part of what must agree."""
+    return {
+        "paths": [str(make_corpus(tmp_path / "notes"))],
         "preset": "tiny",
         "batch_size": 16,  # 8 windows per rank
         "dropout": 0.1,
-        "max_steps": 12,
         "eval_every": 6,
         "eval_windows": 32,
-        "log_every": 3,
         "token_cache": str(tmp_path / "cache"),
         "blas_threads": 1,
         "compile": False,
+        **changes,
     }
+
+
+def test_two_ranks_stay_in_sync(tmp_path: Path, ring_backend: None) -> None:
+    settings = tiny_settings(tmp_path, out=str(tmp_path / "model"), max_steps=12, log_every=3)
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     done = launch(sys.executable, script, json.dumps(settings), tmp_path)
@@ -145,19 +148,7 @@ def test_two_ranks_train_like_two_streams(tmp_path: Path, ring_backend: None) ->
     from ghostwrite.training.progress import Reporter
     from ghostwrite.training.train import Run, StopFlag, TrainConfig
 
-    corpus = make_corpus(tmp_path / "notes")
-    settings = {
-        "paths": [str(corpus)],
-        "preset": "tiny",
-        "batch_size": 16,
-        "dropout": 0.1,
-        "max_steps": 6,
-        "eval_every": 6,
-        "eval_windows": 32,
-        "token_cache": str(tmp_path / "cache"),
-        "blas_threads": 1,
-        "compile": False,
-    }
+    settings = tiny_settings(tmp_path, max_steps=6)
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     ranks = {**settings, "out": str(tmp_path / "ranks"), "streams": 1}
