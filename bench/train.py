@@ -1,7 +1,7 @@
 """Training speed and quality on this machine: ghostwrite's loop against PyTorch's, one run.
 
     python bench/train.py [--minutes 1] [--round-s 5] [--loops ghostwrite,torch]
-        [--batch-size 8] [--lr 3e-3] [--dropout 0]
+        [--batch-size 8] [--lr 3e-3] [--dropout 0] [--min-lr-ratio 0.1]
 
 The article's model (ctx 128, n_emb 128, 4 heads, 3 layers) on ../shared/data/tinyshakespeare.txt
 with nanoGPT's split (first 90% train, last 10% validation). Loops:
@@ -9,8 +9,8 @@ with nanoGPT's split (first 90% train, last 10% validation). Loops:
   ghostwrite  ``ghostwrite train``'s own step (``Run.train_step``) with its defaults: random
               windows, warm-up + cosine decay over the time budget, gradient clipping, weight
               decay on matrices only, compiled step split over CPU streams. ``--batch-size``,
-              ``--lr`` and ``--dropout`` default to ``ghostwrite train``'s (batch 64, lr 1e-3,
-              dropout 0.1 is the article's recipe).
+              ``--lr``, ``--dropout`` and ``--min-lr-ratio`` default to ``ghostwrite train``'s
+              (batch 64, lr 1e-3, dropout 0.1 is the article's recipe).
   torch       the same model, recipe and batches in PyTorch 2 (eager, ``--torch-threads``
               threads, ``F.scaled_dot_product_attention``). Needs the ``bench`` extra; skipped
               with a message when torch is missing.
@@ -33,6 +33,7 @@ and, with matplotlib (the ``bench`` extra), loss_vs_time.png. For reference: a K
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -55,10 +56,10 @@ import numpy as np
 from ghostwrite.model.config import GPTConfig
 from ghostwrite.model.gpt import GPT, cross_entropy
 from ghostwrite.training.corpus import TokenData
+from ghostwrite.training.evaluate import predictions, scoring_windows
 from ghostwrite.training.progress import Reporter
 from ghostwrite.training.train import (
-    BUDGET_MARGIN,
-    ESTIMATE_AFTER_STEPS,
+    BudgetClock,
     Run,
     StopFlag,
     TrainConfig,
@@ -79,9 +80,11 @@ RECIPE = TrainConfig()  # ghostwrite's optimisation defaults, shared by the PyTo
 class Loop:
     name: str
     step: Callable[[], None]
-    tick: Callable[[float], None]  # training seconds so far, after each step
-    val_loss: Callable[[], float]
+    tick: Callable[[int, float], None]  # steps and training seconds so far, after each step
+    val_loss: Callable[[], float]  # mean over fixed windows, each starting without context
+    text_loss: Callable[[], float]  # over the whole split, each character with its context
     tokens_per_step: int
+    learning_rate: Callable[[], float]  # the rate of the next step
     note: str = ""
 
 
@@ -96,6 +99,15 @@ def val_starts(val: np.ndarray, ctx: int, count: int) -> np.ndarray:
     return np.linspace(0, len(val) - ctx - 1, count).round().astype(np.int64)
 
 
+def mlx_text_loss(model: GPT, val: np.ndarray) -> float:
+    """``ghostwrite eval``'s measure: every character of the split predicted once, from up to a
+    context of the text before it (what an n-gram's per-character loss measures too)."""
+    model.eval()
+    nll, _ = predictions(model, val)
+    model.train()
+    return float(nll[1:].mean())
+
+
 def mlx_val_loss(model: GPT, val: np.ndarray, count: int) -> float:
     starts = val_starts(val, model.cfg.ctx_len, count)
     model.eval()
@@ -107,20 +119,16 @@ def mlx_val_loss(model: GPT, val: np.ndarray, count: int) -> float:
     return total / count
 
 
-def budget_ticker(budget_s: float, get_step: Callable[[], int], set_horizon: Callable[[int], None]):
+def budget_ticker(
+    budget_s: float, set_horizon: Callable[[int], None]
+) -> Callable[[int, float], None]:
     """``Run.loop``'s time budget -> step count, so a cosine schedule spans the budget."""
-    timing: dict[str, float] = {}
+    clock = BudgetClock(budget_s)
 
-    def tick(elapsed: float) -> None:
-        if "done" in timing:
-            return
-        step = get_step()
-        if "from_step" not in timing:
-            timing.update(from_step=step, from_time=elapsed)
-        elif step - timing["from_step"] >= ESTIMATE_AFTER_STEPS:
-            per_step = (elapsed - timing["from_time"]) / (step - timing["from_step"])
-            set_horizon(step + max(1, int((budget_s - elapsed) * BUDGET_MARGIN / per_step)))
-            timing["done"] = 1
+    def tick(step: int, elapsed: float) -> None:
+        horizon = clock.horizon(step, elapsed)
+        if horizon is not None:
+            set_horizon(horizon)
 
     return tick
 
@@ -147,6 +155,7 @@ def ghostwrite_loop(
         batch_size=args.batch_size,
         learning_rate=args.lr,
         dropout=args.dropout,
+        min_lr_ratio=args.min_lr_ratio,
     )
     run = Run(cfg, Reporter("plain", cfg.log_every, silent=True), StopFlag())
     shutil.rmtree(cache)
@@ -158,9 +167,11 @@ def ghostwrite_loop(
     return Loop(
         "ghostwrite" + (f":{streams}" if streams else ""),
         lambda: run.train_step(),
-        budget_ticker(budget_s, lambda: run.state.step, set_horizon),
+        budget_ticker(budget_s, set_horizon),
         lambda: mlx_val_loss(run.model, val, args.eval_windows),
+        lambda: mlx_text_loss(run.model, val),
         args.batch_size * run.model_cfg.ctx_len,
+        lambda: learning_rate_at(cfg, run.base_lr, run.state.step, run.state.horizon),
         f"{run.streams} stream(s), {backend.blas_threads()} BLAS thread(s)",
     )
 
@@ -191,9 +202,11 @@ def article_loop(train: np.ndarray, val: np.ndarray, args: argparse.Namespace) -
     return Loop(
         "article",
         step,
-        lambda _elapsed: None,
+        lambda _step, _elapsed: None,
         lambda: mlx_val_loss(model, val, args.eval_windows),
+        lambda: mlx_text_loss(model, val),
         ARTICLE_BATCH * ctx,
+        lambda: 1e-3,
         "uncompiled, stock MLX ops",
     )
 
@@ -209,6 +222,7 @@ def torch_loop(
     from torch_gpt import TorchGPT  # bench/torch_gpt.py: imported only when torch is there
 
     torch.manual_seed(args.seed)
+    recipe = dataclasses.replace(RECIPE, min_lr_ratio=args.min_lr_ratio)
     cfg: GPTConfig = PRESETS["article"].with_changes(dropout=args.dropout)
     model = TorchGPT(cfg)
     decay = [p for p in model.parameters() if p.ndim >= 2]
@@ -233,7 +247,7 @@ def torch_loop(
             torch.set_num_threads(threads)
         rng = np.random.default_rng(step_seed(args.seed, 0, state["step"], 0))
         x, y = batch(train, rng.integers(0, len(train) - ctx, args.batch_size))
-        lr = learning_rate_at(RECIPE, args.lr, state["step"], state["horizon"])
+        lr = learning_rate_at(recipe, args.lr, state["step"], state["horizon"])
         for group in optimizer.param_groups:
             group["lr"] = lr
         logits = model(x)
@@ -260,15 +274,34 @@ def torch_loop(
         model.train()
         return total / len(starts)
 
+    def text_loss() -> float:
+        _, scored = scoring_windows(len(val), ctx)
+        total = 0.0
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(scored), EVAL_BATCH):
+                chunk = scored[i : i + EVAL_BATCH]
+                x, y = batch(val, np.array([start for start, _ in chunk]))
+                logits = model(x)
+                losses = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), y, reduction="none"
+                )
+                firsts = [first for _, first in chunk]
+                total += sum(float(row[f:].sum()) for row, f in zip(losses, firsts, strict=True))
+        model.train()
+        return total / (len(val) - 1)
+
     def set_horizon(steps: int) -> None:
         state["horizon"] = steps
 
     return Loop(
         f"torch:{threads}",
         step,
-        budget_ticker(budget_s, lambda: state["step"], set_horizon),
+        budget_ticker(budget_s, set_horizon),
         val_loss,
+        text_loss,
         args.batch_size * ctx,
+        lambda: learning_rate_at(recipe, args.lr, state["step"], state["horizon"]),
         f"torch {torch.__version__}, {threads} thread(s), eager",
     )
 
@@ -299,7 +332,8 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
     runs = [
         {"loop": loop, "elapsed": 0.0, "steps": 0, "next_eval": eval_every_s, "rounds": [],
          "cpu_rounds": [],
-         "points": [{"time_s": 0.0, "steps": 0, "val_loss": loop.val_loss()}]}
+         "points": [{"time_s": 0.0, "steps": 0, "val_loss": loop.val_loss(),
+                     "text_loss": loop.text_loss(), "lr": loop.learning_rate()}]}
         for loop in loops
     ]  # fmt: skip
     round_no = 0
@@ -317,11 +351,16 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
                 r["steps"] += 1
                 round_time += spent
                 round_steps += 1
-                loop.tick(r["elapsed"])
+                loop.tick(r["steps"], r["elapsed"])
                 if r["elapsed"] >= r["next_eval"] or r["elapsed"] >= budget_s:
-                    loss = loop.val_loss()
                     r["points"].append(
-                        {"time_s": round(r["elapsed"], 2), "steps": r["steps"], "val_loss": loss}
+                        {
+                            "time_s": round(r["elapsed"], 2),
+                            "steps": r["steps"],
+                            "val_loss": loop.val_loss(),
+                            "text_loss": loop.text_loss(),
+                            "lr": loop.learning_rate(),
+                        }
                     )
                     r["next_eval"] += eval_every_s
             r["this_round"] = loop.tokens_per_step * round_steps / round_time if round_steps else 0
@@ -342,6 +381,7 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
             # load does not change (unlike wall time), except for spinning threads.
             "tokens_per_cpu_s": statistics.median(r["cpu_rounds"]) if r["cpu_rounds"] else math.nan,
             "final_val_loss": r["points"][-1]["val_loss"],
+            "final_text_loss": r["points"][-1]["text_loss"],
             "points": r["points"],
         }
         for r in runs
@@ -369,18 +409,21 @@ def print_speed(results: list[dict]) -> None:
 
 
 def print_quality(results: list[dict]) -> None:
-    print("\nval loss (nats/char) after equal training time")
-    print(f"{'time':>8s}  " + "  ".join(f"{r['name']:>13s}" for r in results))
+    print(
+        "\nval loss (nats/char) after equal training time: over the whole split, each character "
+        "with its context (text), and over fixed windows that start without context (windows)"
+    )
+    print(f"{'time':>8s}  " + "  ".join(f"{r['name'] + ' text/windows':>26s}" for r in results))
     rows = max(len(r["points"]) for r in results)
     for i in range(rows):
         cells = []
         for r in results:
             p = r["points"][i] if i < len(r["points"]) else None
-            cells.append(f"{p['val_loss']:13.4f}" if p else " " * 13)
+            cells.append(f"{p['text_loss']:17.4f} {p['val_loss']:8.4f}" if p else " " * 26)
         times = [r["points"][i]["time_s"] for r in results if i < len(r["points"])]
         print(f"{times[0]:7.0f}s  " + "  ".join(cells))
-    print("  steps:  " + "  ".join(f"{r['steps']:13d}" for r in results))
-    print(f"(Kneser-Ney 6-gram: {KN6_NATS}; ln 2 nats = 1 bit)")
+    print("  steps:  " + "  ".join(f"{r['steps']:26d}" for r in results))
+    print(f"(Kneser-Ney 6-gram, per character of the split: {KN6_NATS}; ln 2 nats = 1 bit)")
 
 
 def plot(results: list[dict], path: Path, batch_size: int) -> bool:
@@ -394,7 +437,15 @@ def plot(results: list[dict], path: Path, batch_size: int) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         xs = [p["time_s"] / 60 for p in r["points"][1:]]
-        ax.plot(xs, [p["val_loss"] for p in r["points"][1:]], marker=".", label=r["name"])
+        text = ax.plot(xs, [p["text_loss"] for p in r["points"][1:]], marker=".")
+        ax.plot(
+            xs,
+            [p["val_loss"] for p in r["points"][1:]],
+            linestyle=":",
+            color=text[0].get_color(),
+            label=f"{r['name']}: windows starting without context",
+        )
+        text[0].set_label(f"{r['name']}: each character with its context")
     ax.axhline(KN6_NATS, color="gray", linestyle="--", label=f"Kneser-Ney 6-gram ({KN6_NATS})")
     ax.set_xlabel("training time (minutes, this machine)")
     ax.set_ylabel("validation loss (nats/char)")
@@ -421,6 +472,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
     parser.add_argument("--lr", type=float, default=RECIPE.scratch_learning_rate)
     parser.add_argument("--dropout", type=float, default=RECIPE.dropout)
+    parser.add_argument("--min-lr-ratio", type=float, default=RECIPE.min_lr_ratio)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-train")
     args = parser.parse_args()
@@ -452,7 +504,7 @@ def main() -> None:
     png = args.out / "loss_vs_time.png"
     drew = plot(results, png, args.batch_size)
     print(f"wrote {args.out / 'results.json'}" + (f" and {png}" if drew else ""))
-    if not all(math.isfinite(r["final_val_loss"]) for r in results):
+    if not all(math.isfinite(r["final_text_loss"]) for r in results):
         raise SystemExit("loss diverged")
 
 

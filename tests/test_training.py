@@ -16,7 +16,14 @@ import pytest
 
 from ghostwrite.model import load_model
 from ghostwrite.training.corpus import scan
-from ghostwrite.training.train import TrainConfig, learning_rate_at, train
+from ghostwrite.training.train import (
+    ESTIMATE_AFTER_STEPS,
+    REESTIMATE_EVERY,
+    BudgetClock,
+    TrainConfig,
+    learning_rate_at,
+    train,
+)
 from tests.conftest import PROSE
 
 # One BLAS thread: tiny matmuls gain nothing from more, and on a busy machine spinning BLAS
@@ -82,6 +89,27 @@ def test_learning_rate_schedule() -> None:
     assert lrs[110] == pytest.approx(1e-4)
     short = [learning_rate_at(cfg, 1e-3, step, horizon=20) for step in range(20)]
     assert short[3] == pytest.approx(1e-3)  # warm-up shrinks to a fifth of a short run
+
+
+def test_time_budget_schedule_follows_the_pace() -> None:
+    """The schedule's step count is re-estimated as the pace changes, so it ends at the budget."""
+    clock = BudgetClock(budget_s=100.0)
+    elapsed, pace, horizons = 0.0, 0.1, {}
+    for step in range(1, 2000):
+        elapsed += 5.0 if step == 1 else pace  # the first step compiles
+        if step == 300:
+            pace = 0.05  # the machine got quieter
+        horizon = clock.horizon(step, elapsed)
+        if horizon is not None:
+            horizons[step] = horizon
+        if elapsed >= 100.0:
+            break
+    first = 1 + ESTIMATE_AFTER_STEPS
+    assert min(horizons) == first and horizons[first] == first + int((100 - 6) * 0.97 / 0.1)
+    assert all((s - 1) % REESTIMATE_EVERY == 0 for s in horizons if s != first)
+    last = horizons[max(horizons)]
+    assert last > horizons[first]  # the faster pace bought more steps
+    assert abs(last - step) <= 0.03 * step  # and the decay ends where the budget does
 
 
 def test_loss_goes_down_and_the_card_describes_the_run(tmp_path: Path) -> None:
@@ -268,3 +296,18 @@ def test_eval_scores_every_position_with_its_context(tiny_model_dir: Path) -> No
     assert np.allclose(nll[1:ctx], np.array(direct)[0], atol=1e-5)
     assert np.array_equal(best[1:ctx], np.array(mx.argmax(logits[0, :-1], axis=-1)))
     assert np.all(nll[1:] > 0)  # every later position was scored too
+
+
+@pytest.mark.parametrize("n", [2, 3, 64, 129, 130, 1000, 1001])
+def test_scoring_windows_cover_each_position_once_with_context(n: int) -> None:
+    from ghostwrite.training.evaluate import scoring_windows
+
+    length, windows = scoring_windows(n, ctx_len=128)
+    covered = []
+    for start, first_col in windows:
+        assert 0 <= start and start + length <= n - 1
+        targets = list(range(start + 1 + first_col, start + length + 1))
+        covered += targets
+        # a scored target sees half a window of context, or everything before it
+        assert all(t - start >= min(t, length // 2) for t in targets)
+    assert covered == list(range(1, n))

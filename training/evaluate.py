@@ -56,35 +56,44 @@ def load_mlx_model(model_files: ModelFiles) -> GPT:
     return model
 
 
-def predictions(model: GPT, tokens: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Per position t >= 1: the loss (nats) of tokens[t] and the argmax byte, each from a
-    context of up to ``ctx_len`` tokens before t."""
-    n = len(tokens)
-    length = min(model.cfg.ctx_len, n - 1)
+def scoring_windows(n: int, ctx_len: int) -> tuple[int, list[tuple[int, int]]]:
+    """Windows over a text of ``n`` tokens that score every target position 1..n-1 once, each
+    from as much context as they can: windows of ``length`` inputs overlap by half. Returns
+    ``length`` and, per window, its start and the first of its columns to score."""
+    length = min(ctx_len, n - 1)
     stride = max(1, length // 2)
     starts = list(range(0, n - length, stride))
     if starts[-1] != n - 1 - length:
         starts.append(n - 1 - length)
+    windows, scored_until = [], 0  # targets 1..scored_until are covered
+    for start in starts:
+        first = max(scored_until + 1, start + 1)  # target index of the first new position
+        windows.append((start, first - start - 1))
+        scored_until = start + length
+    return length, windows
+
+
+def predictions(model: GPT, tokens: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Per position t >= 1: the loss (nats) of tokens[t] and the argmax byte, each from a
+    context of up to ``ctx_len`` tokens before t."""
+    n = len(tokens)
+    length, windows = scoring_windows(n, model.cfg.ctx_len)
     nll = np.zeros(n, dtype=np.float64)
     best = np.zeros(n, dtype=np.int64)
-    scored_until = 0  # targets 1..scored_until are done
     data = tokens.astype(np.int32)
-    for i in range(0, len(starts), batch):
-        chunk = np.array(starts[i : i + batch])
-        idx = chunk[:, None] + np.arange(length + 1)
+    for i in range(0, len(windows), batch):
+        chunk = windows[i : i + batch]
+        idx = np.array([start for start, _ in chunk])[:, None] + np.arange(length + 1)
         x, y = mx.array(data[idx[:, :-1]]), mx.array(data[idx[:, 1:]])
         logits = model(x)
         losses = nn.losses.cross_entropy(logits, y, reduction="none")
         argmax = mx.argmax(logits, axis=-1)
         mx.eval(losses, argmax)
         losses_np, argmax_np = np.array(losses), np.array(argmax)
-        for row, start in enumerate(chunk):
-            first = max(scored_until + 1, start + 1)  # target index of the first new position
-            last = start + length
-            cols = slice(first - start - 1, length)
-            nll[first : last + 1] = losses_np[row, cols]
-            best[first : last + 1] = argmax_np[row, cols]
-            scored_until = last
+        for row, (start, first_col) in enumerate(chunk):
+            targets = slice(start + 1 + first_col, start + length + 1)
+            nll[targets] = losses_np[row, first_col:]
+            best[targets] = argmax_np[row, first_col:]
     return nll, best
 
 

@@ -53,6 +53,7 @@ __all__ = ["Interrupted", "TrainConfig", "TrainingError", "train"]
 
 METRICS_FILE = "metrics.jsonl"
 ESTIMATE_AFTER_STEPS = 10  # timed steps (after the compiling one) before a time budget -> steps
+REESTIMATE_EVERY = 50  # steps between refreshed estimates
 BUDGET_MARGIN = 0.97  # share of the remaining time for steps; the rest for evals and saves
 SAMPLE_PROMPT_BYTES = 40
 
@@ -90,6 +91,36 @@ class LoopState:
     best_val: float | None = None
     best_step: int | None = None
     last_eval_step: int | None = None
+
+
+class BudgetClock:
+    """Turns a time budget into the step count the learning-rate schedule spans.
+
+    A first estimate comes after ``ESTIMATE_AFTER_STEPS`` timed steps; it is refreshed every
+    ``REESTIMATE_EVERY`` steps from the average pace since then, so that the decay ends at the
+    budget even when the first steps were unrepresentative or the machine got busier or quieter
+    (one early estimate left the last part of 10-minute runs at a wrong learning rate).
+    """
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self._since: tuple[int, float] | None = None  # (step, elapsed s) after the first step
+
+    def horizon(self, step: int, elapsed_s: float) -> int | None:
+        """A new horizon at this step (after ``step`` steps, ``elapsed_s`` seconds in), or None
+        when no estimate is due."""
+        if self._since is None:
+            self._since = (step, elapsed_s)  # the first step compiles: leave it out
+            return None
+        timed = step - self._since[0]
+        due = timed == ESTIMATE_AFTER_STEPS or (
+            timed > ESTIMATE_AFTER_STEPS and timed % REESTIMATE_EVERY == 0
+        )
+        if not due:
+            return None
+        per_step = max(1e-9, elapsed_s - self._since[1]) / timed
+        left = (self.budget_s - elapsed_s) * BUDGET_MARGIN / per_step
+        return step + max(1, int(left))
 
 
 def warmup_steps(cfg: TrainConfig, horizon: int | None) -> int:
@@ -427,7 +458,10 @@ class Run:
         budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes is not None else None
         start_time = time.monotonic()
         elapsed_before = s.elapsed_s
-        estimate_from: tuple[int, float] | None = None
+        # Only a time budget's step count is estimated; --max-steps and --epochs fix theirs.
+        clock = None
+        if budget_s is not None and self._fixed_horizon() is None:
+            clock = BudgetClock(budget_s)
         window_tokens, window_start, losses = 0, time.monotonic(), []
         self._emit("start", message=self._start_message())
         self.stop.armed = True
@@ -440,14 +474,7 @@ class Run:
 
             # Agree on stopping and on the budget's step count (rank 0's clock decides).
             time_up = budget_s is not None and s.elapsed_s >= budget_s
-            estimate = 0
-            if budget_s is not None and s.horizon is None:
-                if estimate_from is None:
-                    estimate_from = (s.step, now)  # after the (compiling) first step
-                elif s.step - estimate_from[0] >= ESTIMATE_AFTER_STEPS:
-                    per_step = (now - estimate_from[1]) / (s.step - estimate_from[0])
-                    left = (budget_s - s.elapsed_s) * BUDGET_MARGIN / per_step
-                    estimate = s.step + max(1, int(left))
+            estimate = (clock.horizon(s.step, s.elapsed_s) if clock is not None else None) or 0
             stop_now, time_up, estimate = self._agree(
                 self.stop.signum is not None, time_up, estimate
             )
