@@ -1,7 +1,7 @@
 """Keystroke savings of a typist who accepts suggestions word by word, against a word n-gram.
 
     python bench/keystrokes.py --model DIR [--train-files F ...] [--eval-file F] [--chars 2000]
-        [--confidence C ...] [--model-weight W ...] [--rank savings probability] [--beam-width B]
+        [--confidence C ...] [--rank savings probability] [--beam-width B]
         [--rows ngram model document workspace]
 
 The typist writes a held-out span. Before each keystroke a completer shows a suggestion (or
@@ -161,7 +161,6 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=2000)
     parser.add_argument("--context", type=int, default=2000, help="document text before the span")
     parser.add_argument("--confidence", type=float, nargs="+", default=[0.0])
-    parser.add_argument("--model-weight", type=float, nargs="+", default=[WordScoring.model_weight])
     parser.add_argument("--beam-width", type=int, default=ServerOptions.beam_width)
     parser.add_argument(
         "--rank",
@@ -189,22 +188,21 @@ def main() -> None:
     if "ngram" in args.rows:
         ngram = Bigram(train_texts)
         results.append(simulate("word bigram + unigram fallback", context, span, ngram.suggest))
-    for row, confidence, weight, rank in itertools.product(
+    for row, confidence, rank in itertools.product(
         [r for r in ROWS if r != "ngram" and r in args.rows],
         args.confidence,
-        args.model_weight,
         args.rank,
     ):
-        if row == "model" and (weight, rank) != (args.model_weight[0], args.rank[0]):
-            continue  # without a dictionary there is nothing to weigh or rerank
+        if row == "model" and rank != args.rank[0]:
+            continue  # without a dictionary there is nothing to rerank
         options = ServerOptions(
             confidence=confidence, dictionary=row != "model", beam_width=args.beam_width
         )
-        scoring = WordScoring(model_weight=weight, by_savings=rank == "savings")
+        scoring = WordScoring(by_savings=rank == "savings")
         stats = None if row == "model" else WordStats()
         name = f"model, confidence {confidence}"
         if stats is not None:
-            name += f", {row} dictionary, model weight {weight}, by {rank}"
+            name += f", {row} dictionary, by {rank}"
             for seed in train_texts if row == "workspace" else []:
                 stats.add(seed)
         typist = model_typist(model, options, scoring, stats, context)

@@ -214,3 +214,45 @@ class Decoder:
             x = x + self._mlp(layer, x)
         beams.length += 1
         return self._head(x)
+
+    def score(
+        self, prefix: KVCache, next_logits: np.ndarray, continuations: list[bytes]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probabilities of whole continuations of the text in ``prefix`` (whose next-token
+        logits are ``next_logits``), all in one batched pass: (N,) log P(continuation), and the
+        (N, V) logits of the token after each. The prefix cache is left as it was."""
+        cfg = self.config
+        B, P = len(continuations), prefix.length
+        L = max(len(c) for c in continuations)
+        if min(len(c) for c in continuations) == 0:
+            raise ValueError("continuations must not be empty")
+        end = P + L
+        if end > cfg.ctx_len:
+            raise IndexError(f"positions up to {end} pass the context length {cfg.ctx_len}")
+        H, D = cfg.n_heads, cfg.head_dim
+        tokens = np.zeros((B, L), dtype=np.int64)
+        lengths = np.array([len(c) for c in continuations])
+        for row, data in enumerate(continuations):
+            tokens[row, : len(data)] = np.frombuffer(data, dtype=np.uint8)
+        # Rows flattened to (B*L, C): np.dot only reaches BLAS for 2-D operands.
+        x = (self.wte[tokens] + self.wpe[P : P + L]).reshape(B * L, cfg.n_emb)
+        causal = np.triu(np.full((L, L), -np.inf, dtype=np.float32), k=1)  # (L, L)
+        for i, layer in enumerate(self.layers):
+            qkv = np.dot(normalize(x), layer.qkv_w) + layer.qkv_b  # (B*L, 3C)
+            q, k, v = qkv.reshape(B, L, 3, H, D).transpose(2, 0, 3, 1, 4)  # 3 x (B, H, L, D)
+            shared = q @ prefix.keys[i, :, :P].transpose(0, 2, 1)  # (B, H, L, P)
+            own = q @ k.transpose(0, 1, 3, 2) + causal  # (B, H, L, L)
+            weights = softmax(np.concatenate([shared, own], axis=-1))
+            y = weights[..., :P] @ prefix.values[i, :, :P] + weights[..., P:] @ v  # (B, H, L, D)
+            y = y.transpose(0, 2, 1, 3).reshape(B * L, cfg.n_emb)
+            x = x + (np.dot(y, layer.proj_w) + layer.proj_b)
+            x = x + self._mlp(layer, x)
+        logits = self._head(x).reshape(B, L, cfg.vocab_size)
+        before = np.concatenate(
+            [np.broadcast_to(next_logits, (B, 1, cfg.vocab_size)), logits[:, :-1]], axis=1
+        )
+        logp = np.take_along_axis(
+            log_softmax(before.astype(np.float64)), tokens[..., None], axis=-1
+        )[..., 0]  # (B, L)
+        logp[np.arange(L)[None, :] >= lengths[:, None]] = 0.0  # padding
+        return logp.sum(axis=1), logits[np.arange(B), lengths - 1]

@@ -3,6 +3,7 @@ search that returns the most likely continuations up to a stop rule, with their 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ class SearchOptions:
     top_k: int = 0
     top_p: float = 1.0
     seed: int | None = None
+    # Past this many seconds of searching, a multi-word suggestion that has narrowed to one beam
+    # ends at its last whole word (None: no limit). Bounds the latency tail of long suggestions.
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.stop not in STOP_RULES:
@@ -43,6 +47,8 @@ class SearchOptions:
             raise ValueError("candidates and beam_width must be at least 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError("time_budget_s must be positive")
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,15 @@ def _first_word_done(beam: _Beam) -> bool:
     return beam.has_word and not beam.pending and not is_word_byte(last) and last != ord("'")
 
 
+def _whole_words(beam: _Beam) -> bytes:
+    """The beam's text up to the end of its last whole word (no broken UTF-8 sequence)."""
+    data = beam.data[: tokenizer.complete_prefix_length(beam.data)]
+    if beam.pending == 0 and data and not is_word_byte(data[-1]):
+        return data.rstrip()
+    cut = max((i for i, b in enumerate(data) if not is_word_byte(b) and b != ord("'")), default=0)
+    return data[:cut].rstrip()
+
+
 def search(
     decoder: Decoder,
     prefix: KVCache,
@@ -129,7 +144,8 @@ def search(
     A single multi-word suggestion (phrase or line stop, one candidate) keeps its beams only
     until the best has finished its first word, then extends that beam greedily: the beams
     choose the word a user accepts first, and one beam costs a third of four for the rest of a
-    32-character line (the latency tail of bench/server_latency.py).
+    32-character line (the latency tail of bench/server_latency.py). With a time budget, that
+    greedy part stops when the budget is spent and the suggestion ends at its last whole word.
     """
     steps = min(options.max_chars, decoder.config.ctx_len - prefix.length)
     if steps <= 0 or prefix.length == 0:
@@ -142,6 +158,8 @@ def search(
     finished: dict[bytes, float] = {}
     narrow = not sampling and options.stop in ("phrase", "line") and options.candidates == 1
     live = width  # beams kept per step: 1 once narrowed
+    budget = options.time_budget_s
+    deadline = None if budget is None else time.perf_counter() + budget
     step_logits = logits[None, :]
     for step in range(steps):
         logprobs = log_softmax(step_logits.astype(np.float64))  # (B, V)
@@ -184,6 +202,11 @@ def search(
             narrow, live = False, 1
             survivors, parents = survivors[:1], parents[:1]
         if last_step or not survivors or (should_stop is not None and should_stop()):
+            break
+        if live == 1 and deadline is not None and time.perf_counter() > deadline:
+            words = _whole_words(survivors[0])
+            if words.strip():
+                finished[words] = max(finished.get(words, -np.inf), survivors[0].logp)
             break
         if not sampling and len(finished) >= options.candidates:
             kth_best = sorted(finished.values(), reverse=True)[options.candidates - 1]

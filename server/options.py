@@ -16,6 +16,9 @@ from ghostwrite.model.search import SearchOptions
 SECTION = "ghostwrite"
 SEARCH_DEFAULTS = SearchOptions()
 SERVER_STOP_RULES = ("word", "phrase", "line")
+# A keystroke's answer should come within 30 ms: past 20 ms of search a multi-word suggestion
+# ends at its last whole word (bench/server_latency.py measures the round trip).
+SEARCH_TIME_BUDGET_S = 0.02
 
 
 def option(default: Any, help: str, **limits: Any) -> Any:
@@ -88,6 +91,7 @@ class ServerOptions:
             candidates=self.candidates,
             beam_width=max(self.beam_width, self.candidates),
             temperature=self.temperature,
+            time_budget_s=SEARCH_TIME_BUDGET_S,
         )
 
     def enabled_for(self, language_id: str, path: str) -> bool:

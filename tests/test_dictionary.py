@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 
 from ghostwrite.model import Completer, load_model
-from ghostwrite.model.inference import Decoder
+from ghostwrite.model.inference import Decoder, log_softmax
 from ghostwrite.model.tokenizer import encode
 from ghostwrite.server.dictionary import WordStats, WorkspaceLimits, index_workspace
-from ghostwrite.server.engine import Suggestion, WordScoring, rescore_with_dictionary
+from ghostwrite.server.engine import (
+    WORD_END_BYTES,
+    LoadedModel,
+    Suggester,
+    Suggestion,
+    WordScoring,
+    rescore_with_dictionary,
+)
 
 
 def test_workspace_index_walks_like_training_and_stays_inside(tmp_path):
@@ -60,23 +67,52 @@ def test_merge_adds_and_takes_away_counts():
     )
 
 
-def test_rescoring_completes_dictionary_words_and_ranks_by_saving():
+def test_rescoring_multiplies_model_and_dictionary_and_ranks_by_saving():
     stats = WordStats()
     stats.add("the Zanzibar coast, the Zanzibar harbour, the zebra")
-    logits = np.zeros(256)
-    found = [Suggestion("ebra", 0.5)]
-    completed = rescore_with_dictionary("near the Z", [], stats, WordScoring(), logits)
+
+    def flat_model(texts: list[str]) -> np.ndarray:
+        return np.full(len(texts), 0.1)
+
+    completed = rescore_with_dictionary("near the Z", [], stats, WordScoring(), flat_model)
     assert [s.text for s in completed] == ["anzibar"]  # the only word the dictionary knows
-    both = rescore_with_dictionary("near the z", found, stats, WordScoring(), logits)
-    assert {s.text for s in both} == {"ebra"}  # the model's word, backed by the dictionary
-    assert both[0].probability > WordScoring().model_weight * 0.5
+    # Equally likely to the model: the word the dictionary knows goes first.
+    found = [Suggestion("ulu", 0.1), Suggestion("ebra", 0.1)]
+    by_probability = WordScoring(by_savings=False)
+    both = rescore_with_dictionary("near the z", found, stats, by_probability, flat_model)
+    assert [s.text for s in both] == ["ebra", "ulu"]
+    # The model's total for the candidates, shared out in proportion to the products.
+    assert sum(s.probability for s in both) == pytest.approx(0.2)
+    assert both[0].probability / both[1].probability == pytest.approx(1 / WordScoring.unseen_word)
     # After punctuation, dictionary words come with their space; of two equally likely words,
     # ranking by saving puts the longer first.
     pairs = WordStats()
     pairs.add("a Zanzibar. a zebra.")
-    after = rescore_with_dictionary("see a,", [], pairs, WordScoring(by_savings=True), logits)
+    after = rescore_with_dictionary("see a,", [], pairs, WordScoring(), flat_model)
     assert [s.text for s in after] == [" Zanzibar", " zebra"]
     assert after[0].probability == pytest.approx(after[1].probability)
+
+
+def test_word_probabilities_score_each_word_and_its_end(tiny_model_dir):
+    model = LoadedModel.load(tiny_model_dir)
+    suggester = Suggester(model)
+    before = "the quick brown "
+    suggester.completer.complete(before)
+    words = [
+        w * (1 + i % 3)
+        for i, w in enumerate(
+            ["fox", "dog", "the", "cat", "quick", "jumps", "a", "lazy", "over", "x"]
+        )
+    ]
+    probabilities = suggester.word_probabilities(words)
+    decoder = model.decoder
+    for word, p in zip(words, probabilities, strict=True):
+        cache = decoder.new_cache()
+        logits = decoder.forward(cache, encode(before + word).astype(np.int64), all_logits=True)
+        steps = logits[len(before) - 1 :]  # before each letter of the word, then after it
+        logp = sum(log_softmax(steps[i].astype(np.float64))[b] for i, b in enumerate(word.encode()))
+        ends = np.exp(log_softmax(steps[-1].astype(np.float64)))[WORD_END_BYTES].sum()
+        assert p == pytest.approx(np.exp(logp) * ends, rel=1e-3)
 
 
 @pytest.mark.parametrize("room", [8, 32])

@@ -10,7 +10,7 @@ import pytest
 
 from ghostwrite.model import PRESETS, Completer, GPTConfig, load_model, save_model
 from ghostwrite.model.gpt import GPT, load_weights, weights_to_numpy
-from ghostwrite.model.inference import BeamCache, Decoder
+from ghostwrite.model.inference import BeamCache, Decoder, log_softmax
 from ghostwrite.model.tokenizer import encode
 
 CFG = GPTConfig(ctx_len=32, n_emb=32, n_heads=4, n_layers=2, dropout=0.0)
@@ -83,6 +83,24 @@ def test_beam_steps_over_a_shared_prefix_equal_full_forward(random_model, random
     for row, branch in enumerate((branch_a, branch_b)):
         full = mlx_logits(random_model, np.concatenate([prefix_tokens, branch]))[-1]
         np.testing.assert_allclose(logits[row], full, atol=1e-4)
+
+
+def test_scoring_continuations_equals_full_forward(random_model, random_model_dir):
+    decoder = Decoder(load_model(random_model_dir))
+    prefix_tokens = encode("shared prefix ")
+    cache = decoder.new_cache()
+    next_logits = decoder.forward(cache, prefix_tokens.astype(np.int64))
+    continuations = [b"word", " é".encode(), b"x"]
+    logp, after = decoder.score(cache, next_logits, continuations)
+    assert cache.length == len(prefix_tokens)
+    for row, data in enumerate(continuations):
+        full = mlx_logits(random_model, np.concatenate([prefix_tokens, encode(data.decode())]))
+        steps = full[len(prefix_tokens) - 1 :]  # logits before each continuation token, then after
+        expected = sum(
+            float(log_softmax(steps[t].astype(np.float64))[byte]) for t, byte in enumerate(data)
+        )
+        assert logp[row] == pytest.approx(expected, abs=1e-3)
+        np.testing.assert_allclose(after[row], steps[-1], atol=1e-4)
 
 
 def test_cache_rollback_and_extension_equal_fresh_prefill(random_model, random_model_dir):

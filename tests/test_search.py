@@ -113,3 +113,17 @@ def test_a_line_suggestion_is_beam_searched_to_its_first_word_then_greedy(comple
         text + head, SearchOptions(stop="line", max_chars=24 - first_word_end, beam_width=1)
     )
     assert rest and greedy[0].text == rest
+
+
+def test_a_spent_time_budget_ends_a_line_suggestion_at_its_last_whole_word(completer):
+    text = "The sea is"
+    [full] = completer.complete(text, SearchOptions(stop="line", max_chars=24))
+    hurried = SearchOptions(stop="line", max_chars=24, time_budget_s=1e-9)
+    [cut] = completer.complete(text, hurried)
+    assert full.text.startswith(cut.text) and len(cut.text) < len(full.text)
+    assert cut.text.strip() and cut.text == cut.text.rstrip()
+    following = full.text[len(cut.text)]
+    assert not (following.isalnum() or following == "'")  # the cut is at a word's end
+    assert cut.probability >= full.probability
+    with pytest.raises(ValueError):
+        SearchOptions(time_budget_s=0)

@@ -305,7 +305,7 @@ def test_scoring_windows_cover_each_position_once_with_context(n: int) -> None:
     length, windows = scoring_windows(n, ctx_len=128)
     covered = []
     for start, first_col in windows:
-        assert 0 <= start and start + length <= n - 1
+        assert start >= 0 and start + length <= n - 1
         targets = list(range(start + 1 + first_col, start + length + 1))
         covered += targets
         # a scored target sees half a window of context, or everything before it

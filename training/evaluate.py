@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -81,13 +82,17 @@ def predictions(model: GPT, tokens: np.ndarray, batch: int = 32) -> tuple[np.nda
     nll = np.zeros(n, dtype=np.float64)
     best = np.zeros(n, dtype=np.int64)
     data = tokens.astype(np.int32)
+
+    @partial(mx.compile, inputs=[model.state])
+    def forward(x: mx.array, y: mx.array) -> tuple[mx.array, mx.array]:
+        logits = model(x)
+        return nn.losses.cross_entropy(logits, y, reduction="none"), mx.argmax(logits, axis=-1)
+
     for i in range(0, len(windows), batch):
         chunk = windows[i : i + batch]
         idx = np.array([start for start, _ in chunk])[:, None] + np.arange(length + 1)
         x, y = mx.array(data[idx[:, :-1]]), mx.array(data[idx[:, 1:]])
-        logits = model(x)
-        losses = nn.losses.cross_entropy(logits, y, reduction="none")
-        argmax = mx.argmax(logits, axis=-1)
+        losses, argmax = forward(x, y)
         mx.eval(losses, argmax)
         losses_np, argmax_np = np.array(losses), np.array(argmax)
         for row, (start, first_col) in enumerate(chunk):
