@@ -10,6 +10,9 @@ comes next, one keystroke accepts it, otherwise one character is typed. Reported
 keystroke savings (1 - keystrokes / characters), suggestions shown per keystroke and the
 exact-match rate (shown suggestions whose first word was accepted).
 
+A ``ceiling`` row lets the typist pick from every candidate the workspace row considered (the
+longest that matches): what a perfect ranking of those candidates would save.
+
 Completers: a classical word bigram with unigram fallback trained on the training files, which
 always shows its best guess (``ngram``), and the server's pipeline (``Suggester``: beam search,
 word rescoring, confidence threshold) with no dictionary (``model``), with a dictionary of the
@@ -42,7 +45,7 @@ TRAIN = [
     "gutenberg-pride-and-prejudice.txt",
 ]
 EVAL = "gutenberg-the-time-machine.txt"
-ROWS = ("ngram", "model", "document", "workspace")
+ROWS = ("ngram", "model", "document", "workspace", "ceiling")
 FIRST_WORD = re.compile(r"\W*\w+(?:'\w+)*|\W+")
 
 
@@ -76,7 +79,10 @@ class Bigram:
             )
         return self._best_unigram[prefix]
 
-    def suggest(self, before: str) -> str | None:
+    def suggest(self, before: str) -> list[str]:
+        return [s] if (s := self.best_guess(before)) else []
+
+    def best_guess(self, before: str) -> str | None:
         start = _word_start(before, len(before))
         prefix = before[start:]
         words = WORD.findall(before[max(0, start - 100) : start])
@@ -108,18 +114,27 @@ class Result:
         )
 
 
-def simulate(name: str, context: str, span: str, suggest: Callable[[str], str | None]) -> Result:
+def first_word(suggestion: str) -> str:
+    chunk = FIRST_WORD.match(suggestion)
+    return chunk.group(0) if chunk else suggestion
+
+
+def simulate(
+    name: str, context: str, span: str, suggest: Callable[[str], list[str]], any_of: bool = False
+) -> Result:
+    """The typist accepts the first suggestion's first word when it is what comes next; with
+    ``any_of``, the longest such word among all the suggestions (an upper bound on ranking)."""
     typed = context
     i = keystrokes = shown = accepted = 0
     start = time.perf_counter()
     while i < len(span):
-        suggestion = suggest(typed)
+        suggestions = suggest(typed)
         keystrokes += 1
-        if suggestion:
+        if suggestions:
             shown += 1
-            chunk = FIRST_WORD.match(suggestion)
-            word = chunk.group(0) if chunk else suggestion
-            if span.startswith(word, i):
+            words = [first_word(s) for s in (suggestions if any_of else suggestions[:1])]
+            word = max((w for w in words if span.startswith(w, i)), key=len, default="")
+            if word:
                 accepted += 1
                 typed += word
                 i += len(word)
@@ -135,19 +150,21 @@ def model_typist(
     scoring: WordScoring,
     stats: WordStats | None,
     context: str,
-):
+    all_candidates: bool = False,
+) -> Callable[[str], list[str]]:
     suggester = Suggester(model, scoring)
     if stats is not None:
         stats.add(context)
     last = [context]
 
-    def suggest(before: str) -> str | None:
+    def suggest(before: str) -> list[str]:
         if stats is not None:
             old = last[0]
             stats.replace(old, len(old), len(old), before[len(old) :], before)
             last[0] = before
-        found = suggester.suggest(before, "", options, stats)
-        return found[0].text if found else None
+        if all_candidates:
+            return [s.text for s in suggester.candidates(before, options, stats) if s.text.strip()]
+        return [s.text for s in suggester.suggest(before, "", options, stats)]
 
     return suggest
 
@@ -175,7 +192,8 @@ def main() -> None:
         choices=ROWS,
         default=["ngram", "workspace"],
         help="ngram; model without dictionary; document dictionary; workspace dictionary "
-        "(document + training files)",
+        "(document + training files); ceiling (the workspace row, but the typist picks from all "
+        "its candidates: what a perfect ranking would save)",
     )
     args = parser.parse_args()
 
@@ -201,12 +219,14 @@ def main() -> None:
         scoring = WordScoring(by_savings=rank == "savings")
         stats = None if row == "model" else WordStats()
         name = f"model, confidence {confidence}"
+        ceiling = row == "ceiling"
         if stats is not None:
-            name += f", {row} dictionary, by {rank}"
-            for seed in train_texts if row == "workspace" else []:
+            name += f", {'workspace' if ceiling else row} dictionary, by {rank}"
+            name = f"ceiling: any candidate of ({name})" if ceiling else name
+            for seed in train_texts if row in ("workspace", "ceiling") else []:
                 stats.add(seed)
-        typist = model_typist(model, options, scoring, stats, context)
-        results.append(simulate(name, context, span, typist))
+        typist = model_typist(model, options, scoring, stats, context, all_candidates=ceiling)
+        results.append(simulate(name, context, span, typist, any_of=ceiling))
     print(
         f"{len(span)} characters of {args.eval_file.name} from offset {args.start}; model "
         f"{args.model} (val loss {model.files.card.get('val_loss', '?')}); n-gram trained on "

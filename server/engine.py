@@ -121,20 +121,22 @@ class Suggester:
         around it, best first."""
         if after[:1] and is_word_char(after[0]):
             return []  # inside a word: any continuation would split it
-        candidates = self._candidates(before, options, stats, should_stop)
+        candidates = self.candidates(before, options, stats, should_stop)
         return [
             s
             for s in candidates
             if s.text.strip() and s.probability >= options.confidence and not repeats(s, after)
         ][: options.candidates]
 
-    def _candidates(
+    def candidates(
         self,
         before: str,
         options: ServerOptions,
-        stats: WordStats | None,
-        should_stop: Callable[[], bool] | None,
+        stats: WordStats | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[Suggestion]:
+        """Every continuation considered, best first, before filtering and cutting to the
+        number of candidates wanted."""
         anchor = max(0, (len(before) - ANCHOR_CHARS) // ANCHOR_CHARS * ANCHOR_CHARS)
         rescore = stats is not None and options.dictionary and options.stop == "word"
         search = options.search_options()
