@@ -55,6 +55,7 @@ import numpy as np
 
 from ghostwrite.model.config import GPTConfig
 from ghostwrite.model.gpt import GPT, cross_entropy
+from ghostwrite.training.config import OPTIMIZERS
 from ghostwrite.training.corpus import TokenData
 from ghostwrite.training.evaluate import predictions, scoring_windows
 from ghostwrite.training.progress import Reporter
@@ -63,6 +64,7 @@ from ghostwrite.training.train import (
     Run,
     StopFlag,
     TrainConfig,
+    is_hidden_matrix,
     learning_rate_at,
     step_seed,
     windows,
@@ -156,6 +158,7 @@ def ghostwrite_loop(
         learning_rate=args.lr,
         dropout=args.dropout,
         min_lr_ratio=args.min_lr_ratio,
+        optimizer=args.optimizer,
     )
     run = Run(cfg, Reporter("plain", cfg.log_every, silent=True), StopFlag())
     shutil.rmtree(cache)
@@ -225,16 +228,23 @@ def torch_loop(
     recipe = dataclasses.replace(RECIPE, min_lr_ratio=args.min_lr_ratio)
     cfg: GPTConfig = PRESETS["article"].with_changes(dropout=args.dropout)
     model = TorchGPT(cfg)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
+    named = list(model.named_parameters())
+    # ghostwrite's grouping (training/train.py, make_optimizer): Muon for the blocks' matrices.
+    hidden = [p for n, p in named if args.optimizer == "muon" and is_hidden_matrix(n, p)]
+    rest = [(n, p) for n, p in named if not any(p is h for h in hidden)]
+    adamw = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": RECIPE.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {"params": [p for _, p in rest if p.ndim >= 2], "weight_decay": RECIPE.weight_decay},
+            {"params": [p for _, p in rest if p.ndim < 2], "weight_decay": 0.0},
         ],
         lr=args.lr,
         betas=(RECIPE.beta1, RECIPE.beta2),
     )
+    muon_scale = RECIPE.muon_learning_rate / RECIPE.scratch_learning_rate
+    optimizers: list[tuple[torch.optim.Optimizer, float]] = [(adamw, 1.0)]
+    if hidden:
+        muon = torch.optim.Muon(hidden, momentum=RECIPE.muon_momentum, weight_decay=0.0)
+        optimizers.append((muon, muon_scale))
     ctx = cfg.ctx_len
     state = {"step": 0, "horizon": None}
 
@@ -248,14 +258,16 @@ def torch_loop(
         rng = np.random.default_rng(step_seed(args.seed, 0, state["step"], 0))
         x, y = batch(train, rng.integers(0, len(train) - ctx, args.batch_size))
         lr = learning_rate_at(recipe, args.lr, state["step"], state["horizon"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for optimizer, scale in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * scale
         logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), RECIPE.grad_clip)
-        optimizer.step()
+        for optimizer, _ in optimizers:
+            optimizer.step()
         loss.item()
         state["step"] += 1
 
@@ -472,6 +484,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
     parser.add_argument("--lr", type=float, default=RECIPE.scratch_learning_rate)
     parser.add_argument("--dropout", type=float, default=RECIPE.dropout)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=RECIPE.optimizer)
     parser.add_argument("--min-lr-ratio", type=float, default=RECIPE.min_lr_ratio)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-train")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ghostwrite.model import load_model
+from ghostwrite.model import PRESETS, load_model
 from ghostwrite.training.corpus import scan
 from ghostwrite.training.train import (
     ESTIMATE_AFTER_STEPS,
@@ -22,6 +22,7 @@ from ghostwrite.training.train import (
     BudgetClock,
     TrainConfig,
     learning_rate_at,
+    make_optimizer,
     train,
 )
 from tests.conftest import PROSE
@@ -110,6 +111,34 @@ def test_time_budget_schedule_follows_the_pace() -> None:
     last = horizons[max(horizons)]
     assert last > horizons[first]  # the faster pace bought more steps
     assert abs(last - step) <= 0.03 * step  # and the decay ends where the budget does
+
+
+@pytest.mark.parametrize("name", ["muon", "adamw"])
+def test_optimizer_groups_and_their_learning_rates(name: str) -> None:
+    import mlx.optimizers as optim
+    from mlx.utils import tree_flatten
+
+    from ghostwrite.model.gpt import GPT
+
+    cfg = TrainConfig(optimizer=name)
+    model = GPT(PRESETS["tiny"])
+    optimizer = make_optimizer(cfg, cfg.scratch_learning_rate)
+    optimizer.init(model.trainable_parameters())
+    optimizer.learning_rate = 1e-3  # what the schedule sets each step
+    assert optimizer.learning_rate.item() == pytest.approx(1e-3)
+    groups = {}
+    for part in optimizer.optimizers:
+        names = {n for n, _ in tree_flatten(part.state) if n.endswith(("v", "m"))}
+        for n in names:
+            groups[n.rsplit(".", 1)[0]] = (type(part).__name__, part.learning_rate.item())
+    muon_rate = 1e-3 * cfg.muon_learning_rate / cfg.scratch_learning_rate
+    for n, weight in tree_flatten(model.trainable_parameters()):
+        kind, rate = groups[n]
+        if name == "muon" and n.startswith("blocks.") and weight.ndim == 2:
+            assert (kind, rate) == ("Muon", pytest.approx(muon_rate)), n
+        else:
+            assert (kind, rate) == ("AdamW", pytest.approx(1e-3)), n
+    assert isinstance(optimizer, optim.MultiOptimizer)
 
 
 def test_loss_goes_down_and_the_card_describes_the_run(tmp_path: Path) -> None:

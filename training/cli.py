@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ghostwrite.model.config import PRESETS
 
-from .config import PROGRESS_MODES, TrainConfig
+from .config import OPTIMIZERS, PROGRESS_MODES, TrainConfig
 
 DEFAULTS = TrainConfig()
 
@@ -89,6 +89,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"peak learning rate (default {d.scratch_learning_rate:g}, "
         f"fine-tuning {d.finetune_learning_rate:g})",
     )
+    tuning.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=d.optimizer,
+        help="muon: Muon for the blocks' matrices, AdamW for the rest; adamw: AdamW for all",
+    )
     tuning.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     tuning.add_argument("--weight-decay", type=float, default=d.weight_decay)
     tuning.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0: off")
@@ -149,6 +155,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         progress=args.progress,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        optimizer=args.optimizer,
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
         grad_clip=args.grad_clip,
