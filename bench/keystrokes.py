@@ -54,7 +54,8 @@ def load_text(path: Path) -> str:
 
 
 class Bigram:
-    """Word bigram counts with unigram fallback."""
+    """Word bigram counts with unigram fallback. Right after a word that is as likely whole as
+    not (the typist just accepted one), it suggests the next word."""
 
     def __init__(self, texts: list[str]) -> None:
         self.unigrams: Counter[str] = Counter()
@@ -93,8 +94,25 @@ class Bigram:
             return " " + word if word else None
         if prefix and not prefix[0].isalnum():
             return None
-        word = self.best(prefix, words[-1] if words else None)
+        previous = words[-1] if words else None
+        word = self.best(prefix, previous)
+        if self.is_whole(prefix, word, previous):
+            # As likely to be a whole word as to go on: the next word, with its space.
+            following = self.best("", prefix)
+            return " " + following if following else None
         return word[len(prefix) :] if word else None
+
+    def is_whole(self, prefix: str, extension: str | None, previous: str | None) -> bool:
+        """Whether the typed ``prefix`` is likelier a whole word than its best ``extension``:
+        by the pair counts after ``previous`` when they know either, else by word counts."""
+        if not self.unigrams[prefix]:
+            return False
+        if extension is None:
+            return True
+        follow = self.follow.get(previous or "", Counter())
+        if follow[prefix] or follow[extension]:
+            return follow[prefix] >= follow[extension]
+        return self.unigrams[prefix] >= self.unigrams[extension]
 
 
 @dataclass

@@ -10,7 +10,7 @@ import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +55,13 @@ class WordStats:
         self.words: Counter[str] = Counter()
         self.followers: dict[str, Counter[str]] = {}  # word -> the words after it
         self.by_prefix: dict[str, Counter[str]] = {}  # first character -> words (fast lookup)
+        self.total = 0  # occurrences of all words
 
     def _count(self, text: str, sign: int) -> None:
         # Counter() tallies in C; the Python loops then run once per distinct word or pair, not
         # per occurrence (opening a 10 MB document took 21 s counting one by one).
         words = WORD.findall(text)
+        self.total += sign * len(words)
         for word, n in Counter(words).items():
             self._bump(self.words, word, sign * n)
             bucket = self.by_prefix.setdefault(word[0].lower(), Counter())
@@ -91,6 +93,7 @@ class WordStats:
     def merge(self, other: WordStats, sign: int = 1) -> None:
         """Add (or, with sign -1, take away) another instance's counts."""
         with self._lock:
+            self.total += sign * other.total
             for word, n in other.words.items():
                 self._bump(self.words, word, sign * n)
                 bucket = self.by_prefix.setdefault(word[0].lower(), Counter())
@@ -119,39 +122,62 @@ class WordStats:
             self._count(new_text[start : end + delta], 1)
 
     def candidates(self, prefix: str, previous: str | None, limit: int) -> dict[str, float]:
-        """Words that extend ``prefix`` with P(word | previous word, prefix) from these counts:
-        the bigram estimate interpolated with the unigram one."""
+        """The ``limit`` likeliest words that extend ``prefix``, or are ``prefix`` itself (the
+        word ends here), with their ``distribution`` probabilities, best first."""
         with self._lock:
-            return self._candidates(prefix, previous, limit)
-
-    def _candidates(self, prefix: str, previous: str | None, limit: int) -> dict[str, float]:
-        followers = self.followers.get(previous, Counter()) if previous else Counter()
-        # Without a prefix only the words seen after the previous one are worth scanning, and of
-        # those only the most frequent: after "the" a book has thousands (15 ms per keystroke).
-        bucket = (
-            self.by_prefix.get(prefix[:1].lower())
-            if prefix
-            else dict(followers.most_common(FOLLOWERS_SCANNED))
-        )
-        if not bucket:
-            return {}
-        matching = {w: self.words[w] for w in bucket if w.startswith(prefix) and w != prefix}
-        if not matching:
-            return {}
-        total = sum(matching.values())
-        scores = {w: c / total for w, c in matching.items()}
-        if followers:
-            follow = {w: followers.get(w, 0) for w in matching}
-            follow_total = sum(follow.values())
-            if follow_total:
-                # Witten-Bell style weight: trust pairs more when the previous word is frequent.
-                weight = follow_total / (follow_total + len([c for c in follow.values() if c]))
-                scores = {
-                    w: weight * follow[w] / follow_total + (1 - weight) * s
-                    for w, s in scores.items()
-                }
+            distribution = self._distribution(prefix, previous)
+            followers = distribution.follow
+            # Without a prefix only the words seen after the previous one are worth scanning,
+            # and of those only the most frequent: after "the" a book has thousands (15 ms per
+            # keystroke). Other words keep their probability for the model's own suggestions.
+            bucket = (
+                self.by_prefix.get(prefix[:1].lower(), {})
+                if prefix
+                else dict(followers.most_common(FOLLOWERS_SCANNED))
+            )
+            scores = {w: distribution.probability(w) for w in bucket if w.startswith(prefix)}
         best = sorted(scores.items(), key=lambda item: -item[1])[:limit]
-        return dict(best)
+        return {w: p for w, p in best if p > 0}
+
+    def distribution(self, prefix: str, previous: str | None) -> WordDistribution:
+        """P(word | previous word, typed prefix) by these counts, for any word."""
+        with self._lock:
+            return self._distribution(prefix, previous)
+
+    def _distribution(self, prefix: str, previous: str | None) -> WordDistribution:
+        followers = self.followers.get(previous, Counter()) if previous else Counter()
+        if prefix:
+            bucket = self.by_prefix.get(prefix[:1].lower(), {})
+            total = sum(c for w, c in bucket.items() if w.startswith(prefix))
+            follow = [c for w, c in followers.items() if w.startswith(prefix)]
+        else:
+            total, follow = self.total, list(followers.values())
+        return WordDistribution(self.words, followers, prefix, total, sum(follow), len(follow))
+
+
+@dataclass(frozen=True)
+class WordDistribution:
+    """P(word | previous word, typed prefix): the word-pair estimate interpolated with the
+    single-word one (Witten-Bell: the pairs weigh more the more often the previous word was
+    followed, and the fewer different words followed it), both over the words extending the
+    prefix. Any word gets its share, not only the ones ``WordStats.candidates`` lists."""
+
+    words: Mapping[str, int]
+    follow: Counter[str]  # the words after the previous one
+    prefix: str
+    total: int  # occurrences of the words extending the prefix
+    follow_total: int  # how often they followed the previous word
+    follow_distinct: int  # how many different ones did
+
+    def probability(self, word: str) -> float:
+        if self.total <= 0 or not word.startswith(self.prefix):
+            return 0.0
+        single = self.words.get(word, 0) / self.total
+        if not self.follow_total:
+            return single
+        weight = self.follow_total / (self.follow_total + self.follow_distinct)
+        pair = self.follow.get(word, 0) / self.follow_total
+        return weight * pair + (1 - weight) * single
 
 
 @dataclass(frozen=True)

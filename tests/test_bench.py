@@ -3,6 +3,7 @@ so they must keep working; the numbers themselves are not checked here)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,15 @@ def test_keystrokes_compares_the_server_pipeline_with_the_bigram(tiny_model_dir,
     savings = [float(row.split("|")[2].strip().rstrip("%")) for row in rows]
     assert all(0 <= s < 100 for s in savings)
     assert savings[2] >= savings[1]  # picking from all candidates never does worse here
+
+
+def test_bigram_suggests_the_next_word_after_a_whole_word(monkeypatch):
+    spec = importlib.util.spec_from_file_location("keystrokes", BENCH / "keystrokes.py")
+    keystrokes = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "keystrokes", keystrokes)  # for its dataclasses
+    spec.loader.exec_module(keystrokes)
+    ngram = keystrokes.Bigram(["an offer of the cat, of the dog, of a cat"])
+    assert ngram.best_guess("one of") == " the"  # "of" is likelier whole than "offer"
+    assert ngram.best_guess("one off") == "er"
+    assert ngram.best_guess("one of the c") == "at"
+    assert ngram.best_guess("the cat") == " of"  # "cat" is only ever whole

@@ -93,6 +93,45 @@ def test_rescoring_multiplies_model_and_dictionary_and_ranks_by_saving():
     assert after[0].probability == pytest.approx(after[1].probability)
 
 
+@pytest.mark.parametrize(
+    ("prefix", "previous"), [("", None), ("", "the"), ("Z", "the"), ("z", "a"), ("c", "cat")]
+)
+def test_word_distribution_sums_to_one_over_the_words_extending_the_prefix(prefix, previous):
+    stats = WordStats()
+    stats.add("the Zanzibar coast, the Zanzibar harbour, the zebra. a cat, a zebra, a Zanzibar")
+    distribution = stats.distribution(prefix, previous)
+    extending = [w for w in stats.words if w.startswith(prefix)]
+    assert sum(distribution.probability(w) for w in extending) == pytest.approx(1.0)
+    assert distribution.probability("nowhere") == 0.0
+    listed = stats.candidates(prefix, previous, 3)
+    assert all(p == distribution.probability(w) for w, p in listed.items())
+    assert list(listed.values()) == sorted(listed.values(), reverse=True)
+
+
+def test_after_a_whole_word_the_next_words_come_with_their_space():
+    stats = WordStats()
+    stats.add("the Zanzibar coast, the Zanzibar harbour, the zebra")
+
+    def flat_model(texts: list[str]) -> np.ndarray:
+        return np.full(len(texts), 0.1)
+
+    scoring = WordScoring(by_savings=False)
+    after = rescore_with_dictionary("near the Zanzibar", [], stats, scoring, flat_model)
+    assert {s.text for s in after} == {" coast", " harbour"}
+    # "Zanzibar" is only ever whole, and its two followers are equally likely.
+    assert after[0].probability == pytest.approx(after[1].probability)
+    # A model suggestion that goes on with punctuation gets P(word ends) * P(next word).
+    found = [Suggestion(", the", 0.1), Suggestion(" zebra", 0.1)]
+    with_model = rescore_with_dictionary("near the Zanzibar", found, stats, scoring, flat_model)
+    probability = {s.text: s.probability for s in with_model}
+    ends = stats.distribution("Zanzibar", "the").probability("Zanzibar")
+    following = stats.distribution("", "Zanzibar")
+    assert ends == 1.0
+    assert probability[", the"] / probability[" coast"] == pytest.approx(
+        max(WordScoring.unseen_word, following.probability("the")) / following.probability("coast")
+    )
+
+
 def test_word_probabilities_score_each_word_and_its_end(tiny_model_dir):
     model = LoadedModel.load(tiny_model_dir)
     suggester = Suggester(model)
