@@ -5,6 +5,7 @@ the text files of the workspace folders (``index_workspace``)."""
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 import re
@@ -12,6 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from ghostwrite.training import corpus
@@ -125,34 +127,46 @@ class WordStats:
         """The ``limit`` likeliest words that extend ``prefix``, or are ``prefix`` itself (the
         word ends here), with their ``distribution`` probabilities, best first."""
         with self._lock:
-            distribution = self._distribution(prefix, previous)
-            followers = distribution.follow
-            # Without a prefix only the words seen after the previous one are worth scanning,
-            # and of those only the most frequent: after "the" a book has thousands (15 ms per
-            # keystroke). Other words keep their probability for the model's own suggestions.
-            bucket = (
-                self.by_prefix.get(prefix[:1].lower(), {})
-                if prefix
-                else dict(followers.most_common(FOLLOWERS_SCANNED))
-            )
-            scores = {w: distribution.probability(w) for w in bucket if w.startswith(prefix)}
-        best = sorted(scores.items(), key=lambda item: -item[1])[:limit]
+            distribution, extending = self._distribution(prefix, previous)
+            follow = distribution.follow
+            # Any other word's probability follows its count alone, so the likeliest are among
+            # the words seen after the previous one and the most frequent others.
+            if extending is None:
+                # No prefix: only the most frequent of the former. After "the" a book has
+                # thousands (15 ms per keystroke); the others keep their probability for the
+                # model's own suggestions.
+                listed = [w for w, _ in follow.most_common(FOLLOWERS_SCANNED)]
+            else:
+                listed = [w for w in extending if w in follow]
+                listed += heapq.nlargest(limit, extending, key=self.words.__getitem__)
+            scores = {w: distribution.probability(w) for w in listed}
+        best = heapq.nlargest(limit, scores.items(), key=itemgetter(1))
         return {w: p for w, p in best if p > 0}
 
     def distribution(self, prefix: str, previous: str | None) -> WordDistribution:
         """P(word | previous word, typed prefix) by these counts, for any word."""
         with self._lock:
-            return self._distribution(prefix, previous)
+            return self._distribution(prefix, previous)[0]
 
-    def _distribution(self, prefix: str, previous: str | None) -> WordDistribution:
+    def _distribution(
+        self, prefix: str, previous: str | None
+    ) -> tuple[WordDistribution, list[str] | None]:
+        """The distribution, and the words extending a non-empty ``prefix``."""
         followers = self.followers.get(previous, Counter()) if previous else Counter()
-        if prefix:
-            bucket = self.by_prefix.get(prefix[:1].lower(), {})
-            total = sum(c for w, c in bucket.items() if w.startswith(prefix))
-            follow = [c for w, c in followers.items() if w.startswith(prefix)]
-        else:
-            total, follow = self.total, list(followers.values())
-        return WordDistribution(self.words, followers, prefix, total, sum(follow), len(follow))
+        if not prefix:
+            counts = followers.values()
+            distribution = WordDistribution(
+                self.words, followers, prefix, self.total, sum(counts), len(counts)
+            )
+            return distribution, None
+        # The words starting with the prefix are fewer than those after a common word.
+        extending = [w for w in self.by_prefix.get(prefix[:1].lower(), ()) if w.startswith(prefix)]
+        follow = [followers[w] for w in extending if w in followers]
+        total = sum(self.words[w] for w in extending)
+        distribution = WordDistribution(
+            self.words, followers, prefix, total, sum(follow), len(follow)
+        )
+        return distribution, extending
 
 
 @dataclass(frozen=True)
