@@ -84,6 +84,11 @@ class WordStats:
                 if not follow:
                     del self.followers[first]
 
+    def summary(self) -> dict[str, int]:
+        """Distinct words and their occurrences, for ``ghostwrite.status``."""
+        with self._lock:
+            return {"words": len(self.words), "occurrences": self.total}
+
     def add(self, text: str) -> None:
         with self._lock:
             self._count(text, 1)

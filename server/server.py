@@ -354,6 +354,7 @@ class GhostwriteServer(LanguageServer):
             "options": self.options.to_json(),
             "workspaceIndex": self.workspace_index_summary(),
             "cachedDocuments": self.engine.cached_documents,
+            "dictionary": self.engine.stats.summary(),
             "training": self.training.state(),
         }
 
