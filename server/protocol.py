@@ -5,13 +5,17 @@
   requests before ``initialize`` ServerNotInitialized;
 - malformed JSON gets a ParseError answer, non-JSON-RPC objects InvalidRequest;
 - ``exit`` stops the loop and leaves the exit code to the caller (0 after shutdown, else 1);
-- document sync is ours (``documents.Documents``): fast incremental edits, all encodings.
+- document sync is ours (``documents.Documents``): fast incremental edits, all encodings;
+- popup completion is offered only to clients without inline completion, whose completion
+  plugins (nvim-cmp, blink.cmp, VS Code's IntelliSense) would otherwise list the ghost text's
+  words a second time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +132,16 @@ class GhostwriteProtocol(LanguageServerProtocol):
             log.exception("failed to handle %s", method)
             if is_request:
                 self._send_error(message.id, JsonRpcInternalError(f"{type(err).__name__}: {err}"))
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        result = yield from super().lsp_initialize(params)
+        document = params.capabilities.text_document
+        if document is not None and document.inline_completion is not None:
+            result.capabilities.completion_provider = None
+        return result
 
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> None:

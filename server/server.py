@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ POLL_SECONDS = 0.5  # how often the model directory is checked for a new model
 # Popup completion is requested as the user types these (Neovim's autotrigger needs them).
 TRIGGER_CHARACTERS = [" ", *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"]
 COMMANDS = ("ghostwrite.train", "ghostwrite.reload", "ghostwrite.status")
+# Suggestions an explicitly invoked inline request offers at least (a manual trigger or cycling
+# through candidates): VS Code's inline API asks providers for alternatives to cycle through then.
+INVOKED_CANDIDATES = 3
 
 
 class GhostwriteServer(LanguageServer):
@@ -307,7 +311,7 @@ class GhostwriteServer(LanguageServer):
         return self.options.enabled_for(document.language_id, path)
 
     async def suggest(
-        self, uri: str, position: types.Position
+        self, uri: str, position: types.Position, min_candidates: int = 1
     ) -> tuple[Document, int, list[Suggestion]] | None:
         """Suggestions at a position, or None. Cancelled ($/cancelRequest), superseded (a newer
         request) or stale (the document changed) requests stop the model between steps and
@@ -318,6 +322,8 @@ class GhostwriteServer(LanguageServer):
         offset = document.offset_at(position, self.encoding)
         version = document.version
         options = self.options
+        if options.candidates < min_candidates:
+            options = replace(options, candidates=min_candidates)
         job = Job(uri, version, lambda: self._version(uri))
         if options.debounce_ms:
             self.engine.cancel_all()
@@ -430,7 +436,10 @@ def create_server(model: str | None = None) -> GhostwriteServer:
     async def inline_completion(
         ls: GhostwriteServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        found = await ls.suggest(params.text_document.uri, params.position)
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        found = await ls.suggest(
+            params.text_document.uri, params.position, INVOKED_CANDIDATES if invoked else 1
+        )
         if found is None:
             return types.InlineCompletionList(items=[])
         document, offset, suggestions = found
