@@ -1,9 +1,13 @@
-"""Samplers on hand-made logits; beam search on a real tiny model."""
+"""Samplers on hand-made logits; beam search on scripted models (tests/scripted.py), whose
+suggestions and their probabilities are known exactly."""
 
 import numpy as np
 import pytest
 
-from ghostwrite.model import Completer, SearchOptions, load_model, make_sampler
+from ghostwrite.model import Completer, SearchOptions, make_sampler
+from ghostwrite.model.inference import log_softmax
+from ghostwrite.model.tokenizer import encode
+from tests.scripted import LAZY, LAZY_TEXT, Successors, scripted_model
 
 
 def test_greedy_sampler_takes_the_argmax():
@@ -37,93 +41,115 @@ def test_invalid_options_are_refused():
         SearchOptions(max_chars=0)
 
 
-@pytest.fixture(scope="module")
-def completer(tiny_model_dir):
-    return Completer(load_model(tiny_model_dir))
+def completer(successors: Successors) -> Completer:
+    return Completer(scripted_model(successors))
 
 
-def test_beam_search_returns_candidates_best_first(completer):
-    results = completer.complete("The fox looks at the ", SearchOptions(candidates=3))
-    assert len(results) == 3
-    probabilities = [r.probability for r in results]
-    assert probabilities == sorted(probabilities, reverse=True)
-    assert len({r.text for r in results}) == 3
-    assert all(0 < p <= 1 for p in probabilities)
+def test_beam_search_returns_candidates_best_first():
+    script = {
+        " ": {"c": 0.5, "d": 0.3, "f": 0.15},
+        "c": {" ": 0.9},
+        "d": {" ": 0.9},
+        "f": {" ": 0.9},
+    }
+    results = completer(script).complete("The fox looks at the ", SearchOptions(candidates=3))
+    assert [r.text for r in results] == ["c", "d", "f"]
+    assert [r.probability for r in results] == pytest.approx([0.45, 0.27, 0.135], rel=1e-4)
 
 
-def test_word_stop_ends_before_the_boundary(completer):
-    [best] = completer.complete("The fox goes home to the for", SearchOptions(stop="word"))
-    assert best.text.isalpha()
+def test_word_stop_ends_before_the_boundary():
+    script = {"r": {"e": 0.9}, "e": {"s": 0.9}, "s": {"t": 0.9}, "t": {",": 0.9}}
+    options = SearchOptions(stop="word")
+    [best] = completer(script).complete("The fox goes home to the for", options)
+    assert best.text == "est"
+    assert best.probability == pytest.approx(0.9**4, rel=1e-4)  # the comma that ends it counts
 
 
-def test_phrase_stop_includes_punctuation_and_line_stop_excludes_newline(completer):
-    [phrase] = completer.complete("The sea is wide and", SearchOptions(stop="phrase", max_chars=64))
-    assert phrase.text[-1] in ".,;:!?" and phrase.text.count(",") + phrase.text.count(".") == 1
-    [line] = completer.complete("The sea is", SearchOptions(stop="line", max_chars=20))
-    assert "\n" not in line.text and len(line.text.encode()) <= 20
+def test_phrase_stop_includes_punctuation_and_line_stop_excludes_newline():
+    blue = {"d": {" ": 0.9}, " ": {"b": 0.9}, "b": {"l": 0.9}, "l": {"u": 0.9}, "u": {"e": 0.9}}
+    blue["e"] = {",": 0.9}
+    [phrase] = completer(blue).complete("The sea is wide and", SearchOptions(stop="phrase"))
+    assert phrase.text == " blue,"
+    blue["e"] = {"\n": 0.9}
+    [line] = completer(blue).complete("The sea is wide and", SearchOptions(stop="line"))
+    assert line.text == " blue"
+    endless = {"s": {"a": 0.9}, "a": {"b": 0.9}, "b": {"a": 0.9}}
+    [line] = completer(endless).complete("The sea is", SearchOptions(stop="line", max_chars=20))
+    assert line.text == "ab" * 10
 
 
-def test_search_is_deterministic_and_the_best_beam_beats_greedy(completer):
+# From "... a ", greedy takes "p" (0.6) into a byte that any byte may follow; the beams find
+# "q" (0.4), after which "r" and "q" follow each other almost surely.
+GREEDY_TRAP = {" ": {"p": 0.6, "q": 0.4}, "q": {"r": 0.99}, "r": {"q": 0.99}}
+
+
+def test_search_is_deterministic_and_the_best_beam_beats_greedy():
+    model = completer(GREEDY_TRAP)
     text = "In the forest the fox finds a "
     options = SearchOptions(stop="none", max_chars=12, candidates=1, beam_width=4)
-    first = completer.complete(text, options)
-    again = completer.complete(text, options)  # from the warm cache: same text, same probability
-    assert [c.text for c in again] == [c.text for c in first]
-    assert again[0].probability == pytest.approx(first[0].probability, rel=1e-4)
-    greedy = completer.complete(text, SearchOptions(stop="none", max_chars=12, beam_width=1))
-    assert first[0].probability >= greedy[0].probability * (1 - 1e-5)  # float32 noise
+    [first] = model.complete(text, options)
+    assert first.text == "qr" * 6
+    assert first.probability == pytest.approx(0.4 * 0.99**11, rel=1e-4)
+    [again] = model.complete(text, options)  # from the warm cache: same text, same probability
+    assert again.text == first.text
+    assert again.probability == pytest.approx(first.probability, rel=1e-4)
+    [greedy] = model.complete(text, SearchOptions(stop="none", max_chars=12, beam_width=1))
+    assert greedy.text.startswith("p") and greedy.probability < first.probability
 
 
-def test_should_stop_cuts_the_search_short(completer):
+def test_should_stop_cuts_the_search_short():
     options = SearchOptions(stop="none", max_chars=30)
-    assert completer.complete("The dog", options, should_stop=lambda: True) == []
+    assert completer(GREEDY_TRAP).complete("The dog ", options, should_stop=lambda: True) == []
 
 
-def test_typing_along_a_suggestion_reuses_it_with_renormalised_probability(tiny_model_dir):
-    from ghostwrite.model.inference import log_softmax
-    from ghostwrite.model.tokenizer import encode
-
-    completer = Completer(load_model(tiny_model_dir))
-    text = "The fox goes home to the "
-    [first] = completer.complete(text, SearchOptions())
-    assert len(first.text) > 1
-    searches = completer.searches
-    [followed] = completer.complete(text + first.text[0], SearchOptions())
-    assert completer.searches == searches  # no new search: the rest of the suggestion stands
-    assert followed.text == first.text[1:]
-    fresh = Completer(load_model(tiny_model_dir))
-    logits = fresh.prepare(encode(text), room=32)[-1]
-    p_typed = np.exp(log_softmax(logits)[ord(first.text[0])])
-    assert followed.probability == pytest.approx(min(1.0, first.probability / p_typed), rel=1e-4)
-    completer.complete(text + "x", SearchOptions())  # diverging from the suggestion searches again
-    assert completer.searches == searches + 1
+def test_typing_along_a_suggestion_reuses_it_with_renormalised_probability():
+    model = completer(LAZY)
+    [first] = model.complete(LAZY_TEXT, SearchOptions())
+    assert first.text == "zy"
+    assert first.probability == pytest.approx(0.9**3, rel=1e-4)
+    searches = model.searches
+    [followed] = model.complete(LAZY_TEXT + "z", SearchOptions())
+    assert model.searches == searches  # no new search: the rest of the suggestion stands
+    assert followed.text == "y"
+    assert followed.probability == pytest.approx(0.9**2, rel=1e-4)  # P("zy ") / P("z")
+    fresh = completer(LAZY)
+    logits = fresh.prepare(encode(LAZY_TEXT), room=32)[-1]
+    p_typed = np.exp(log_softmax(logits)[ord("z")])
+    assert followed.probability == pytest.approx(first.probability / p_typed, rel=1e-4)
+    model.complete(LAZY_TEXT + "x", SearchOptions())  # diverging from the suggestion searches again
+    assert model.searches == searches + 1
 
 
-def test_a_line_suggestion_is_beam_searched_to_its_first_word_then_greedy(completer):
-    text = "The sea is"  # short: neither search below slides the tiny model's 64-byte window
-    [line] = completer.complete(text, SearchOptions(stop="line", max_chars=24))
-    data = line.text.encode()
-    first_word_end = next(
-        i + 1
-        for i in range(1, len(data))
-        if chr(data[i - 1]).isalnum() and not (chr(data[i]).isalnum() or data[i] == ord("'"))
+# After "The sea is": a space, then the beams' first word "qr" (0.4, against "p" at 0.6 and
+# then "o" and "p" in turn at 0.5 each), then greedily "p" and "o" and "p"... The rest of each
+# row's mass goes to a control byte, which the search never emits: no line ends early.
+NARROWING = {
+    "s": {" ": 0.9, "\x00": 0.1},
+    " ": {"p": 0.6, "q": 0.4},
+    "q": {"r": 1.0},
+    "r": {" ": 1.0},
+    "p": {"o": 0.5, "\x00": 0.5},
+    "o": {"p": 0.5, "\x00": 0.5},
+}
+
+
+def test_a_line_suggestion_is_beam_searched_to_its_first_word_then_greedy():
+    model = completer(NARROWING)
+    [line] = model.complete("The sea is", SearchOptions(stop="line", max_chars=24))
+    assert line.text == " qr " + "po" * 10  # a search that kept four beams would go on "qr qr"
+    [greedy] = model.complete(
+        "The sea is qr ", SearchOptions(stop="line", max_chars=20, beam_width=1)
     )
-    head, rest = line.text[:first_word_end], line.text[first_word_end:]
-    greedy = completer.complete(
-        text + head, SearchOptions(stop="line", max_chars=24 - first_word_end, beam_width=1)
-    )
-    assert rest and greedy[0].text == rest
+    assert greedy.text == "po" * 10
 
 
-def test_a_spent_time_budget_ends_a_line_suggestion_at_its_last_whole_word(completer):
-    text = "The sea is"
-    [full] = completer.complete(text, SearchOptions(stop="line", max_chars=24))
+def test_a_spent_time_budget_ends_a_line_suggestion_at_its_last_whole_word():
+    model = completer(NARROWING)
+    [full] = model.complete("The sea is", SearchOptions(stop="line", max_chars=24))
     hurried = SearchOptions(stop="line", max_chars=24, time_budget_s=1e-9)
-    [cut] = completer.complete(text, hurried)
-    assert full.text.startswith(cut.text) and len(cut.text) < len(full.text)
-    assert cut.text.strip() and cut.text == cut.text.rstrip()
-    following = full.text[len(cut.text)]
-    assert not (following.isalnum() or following == "'")  # the cut is at a word's end
-    assert cut.probability >= full.probability
+    [cut] = model.complete("The sea is", hurried)
+    assert cut.text == " qr"
+    assert cut.probability == pytest.approx(0.9 * 0.4, rel=1e-4)  # " qr "
+    assert cut.probability > full.probability
     with pytest.raises(ValueError):
         SearchOptions(time_budget_s=0)
