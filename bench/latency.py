@@ -19,7 +19,10 @@ import argparse
 import time
 
 # isort: off
-import ghostwrite.model  # noqa: F401  (before mlx.core: OpenBLAS and thread settings)
+from ghostwrite.model import backend
+
+backend.setup_mlx()  # before mlx.core: the fast BLAS, one thread
+backend.limit_numpy_blas_threads(1)
 import mlx.core as mx
 
 # isort: on

@@ -27,7 +27,9 @@ from contextlib import contextmanager
 from functools import partial
 
 # isort: off
-from ghostwrite.model import PRESETS, backend  # before mlx.core: OpenBLAS must load first
+from ghostwrite.model import PRESETS, backend
+
+backend.setup_mlx()  # before mlx.core: the fast BLAS
 import mlx.core as mx
 
 # isort: on

@@ -45,7 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # isort: off
-from ghostwrite.model import PRESETS, backend  # before mlx.core: OpenBLAS must load first
+from ghostwrite.model import PRESETS, backend
+
+backend.setup_mlx()  # before mlx.core: the fast BLAS
 import mlx.core as mx
 
 # isort: on

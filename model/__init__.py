@@ -1,10 +1,9 @@
 """ghostwrite.model: the GPT, its tokenizer, model files, cached inference and search.
 
-Importing this package loads OpenBLAS for MLX first (see ``backend``); the inference path
-(``Completer``) needs only numpy.
+The inference path (``Completer``) needs only numpy; commands that train with MLX call
+``backend.setup_mlx()`` before importing ``gpt``.
 """
 
-from . import backend  # noqa: F401  (first: OpenBLAS must load before any mlx.core import)
 from .completer import Completer
 from .config import PRESETS, GPTConfig
 from .files import ModelFileError, ModelFiles, load_model, resolve_model_dir, save_model

@@ -67,10 +67,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("pygls.protocol.json_rpc").addFilter(
         lambda record: not record.getMessage().startswith("Unable to deserialize message")
     )
-    # One BLAS thread: at batch 1 more threads only add contention (see model/backend.py).
-    from ghostwrite.model.backend import set_blas_threads
+    from ghostwrite.model.backend import limit_numpy_blas_threads
 
-    set_blas_threads(1)
+    limit_numpy_blas_threads(1)
     from .server import create_server
 
     server = create_server(args.model)

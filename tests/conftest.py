@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ghostwrite.model  # noqa: F401  (first: loads OpenBLAS before any test imports mlx.core)
+from ghostwrite.model import backend
+
+backend.setup_mlx()  # before any test imports mlx.core: the fast BLAS for in-process training
 
 # The shared public-domain texts live beside the project (../shared/data); tests that need them
 # skip when they are absent.

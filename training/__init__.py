@@ -1,7 +1,5 @@
 """ghostwrite.training: fit a personal model on the user's own writing (``ghostwrite train``).
 
-Importing this package imports ``ghostwrite.model`` first, which loads OpenBLAS before any
-``mlx.core`` import in the training modules (MLX's bundled BLAS is ~35x slower on Linux).
+``train`` and ``evaluate`` import ``mlx.core``: call ``ghostwrite.model.backend.setup_mlx()``
+before importing them (the CLI does), or MLX runs on its slow reference BLAS.
 """
-
-from ghostwrite.model import backend  # noqa: F401
