@@ -188,6 +188,26 @@ def test_tokens_split_by_files_and_cached(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(again.tokens), np.asarray(data.tokens))
 
 
+def test_hold_out_names_the_validation_files(tmp_path: Path) -> None:
+    for name in ("alice.txt", "time-machine.txt", "emma.txt", "notes.md"):
+        write(tmp_path / "c" / name, f"{name}: " + PROSE)
+    corpus = scan([tmp_path / "c"])
+    data = build_tokens(corpus, 0.1, tmp_path / "cache", hold_out=["alice.txt", "time-*"])
+    assert data.split_mode == "files"
+    assert data.val_names == ("alice.txt", "time-machine.txt")
+    val_text = bytes(data.val).decode()
+    assert "alice.txt: " in val_text and "time-machine.txt: " in val_text
+    assert "emma.txt" not in val_text and "notes.md" not in val_text
+    assert data.summary()["val_file_names"] == ["alice.txt", "time-machine.txt"]
+    # the held-out set is part of the cache key: another choice lays the tokens out anew
+    other = build_tokens(corpus, 0.1, tmp_path / "cache", hold_out=["emma.txt"])
+    assert other.path != data.path and other.val_names == ("emma.txt",)
+    with pytest.raises(CorpusError, match=r"no file in the corpus matches --hold-out 'bob\.txt'"):
+        build_tokens(corpus, 0.1, tmp_path / "cache", hold_out=["bob.txt"])
+    with pytest.raises(CorpusError, match="matches every file"):
+        build_tokens(corpus, 0.1, tmp_path / "cache", hold_out=["*"])
+
+
 def test_single_file_falls_back_to_the_tail(tmp_path: Path) -> None:
     corpus = scan([write(tmp_path / "one.txt", PROSE * 3)])
     assert choose_validation(corpus.files, 0.1) is None

@@ -103,6 +103,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     runs = parser.add_argument_group("evaluation, checkpoints, machinery")
     runs.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    runs.add_argument(
+        "--hold-out",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="validate on the files whose name or path matches (default: whole files chosen "
+        "to make --val-fraction of the text)",
+    )
     runs.add_argument("--eval-every", type=_positive_int, default=d.eval_every, metavar="STEPS")
     runs.add_argument("--eval-windows", type=_positive_int, default=d.eval_windows)
     runs.add_argument("--log-every", type=_positive_int, default=d.log_every, metavar="STEPS")
@@ -161,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         grad_clip=args.grad_clip,
         dropout=args.dropout,
         val_fraction=args.val_fraction,
+        hold_out=list(args.hold_out),
         eval_every=args.eval_every,
         eval_windows=args.eval_windows,
         log_every=args.log_every,
@@ -174,12 +183,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def setup_mlx(command: str) -> None:
+    """The fast BLAS, before anything imports ``mlx.core``; if it is missing, say so once."""
+    from ghostwrite.model.backend import setup_mlx as setup
+
+    warning = setup()
+    if warning:
+        print(f"ghostwrite {command}: warning: {warning}", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except ValueError as err:
         print(f"ghostwrite train: error: {err}", file=sys.stderr)
         return 2
+    setup_mlx("train")
     from .train import Interrupted, TrainingError, train
 
     try:
@@ -194,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    setup_mlx("eval")
     import numpy as np
 
     from ghostwrite.model import files

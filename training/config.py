@@ -71,6 +71,7 @@ class TrainConfig:
 
     # Evaluation, logging and checkpoints (in steps).
     val_fraction: float = 0.1
+    hold_out: list[str] = field(default_factory=list)  # globs of files to validate on
     eval_every: int = 250
     eval_windows: int = 256  # fixed, evenly spaced validation windows
     log_every: int = 10

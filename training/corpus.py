@@ -14,6 +14,7 @@ Layout: training documents first, validation documents last; ``split`` is the bo
 from __future__ import annotations
 
 import codecs
+import errno
 import fnmatch
 import glob
 import hashlib
@@ -31,6 +32,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ghostwrite.model import tokenizer
+from ghostwrite.model.files import NotRegularFile, open_regular
 
 FORMAT_VERSION = 1  # of normalisation and layout: part of every cache key
 SNIFF_BYTES = 8192
@@ -214,6 +216,49 @@ def _skip_dir_reason(path: Path) -> str | None:
     return None
 
 
+def fixed_part(given: str | Path) -> Path:
+    """A path, or the part of a glob before its first wildcard (``notes/**/*.md``: ``notes``)."""
+    path = Path(str(given)).expanduser()
+    fixed = list(itertools.takewhile(lambda p: not GLOB_CHARS & set(p), path.parts))
+    return Path(*fixed) if fixed else Path(".")
+
+
+def files_under(
+    root: Path, exclude: Sequence[str], skipped: Counter[str]
+) -> Iterator[tuple[Path, str]]:
+    """The regular files under ``root`` as (resolved path, path relative to root): the walk of
+    training and of the server's workspace dictionary. Skipped folders are pruned; symlink loops,
+    links that lead out of ``root`` and things that are not regular files (FIFOs, devices,
+    sockets) are skipped and counted, never opened."""
+    top = Path(os.path.realpath(root))
+    for path, rel in _walk(root, exclude, skipped):
+        try:
+            real = path.resolve(strict=True)
+        except RuntimeError:
+            skipped["symlink loops"] += 1  # Path.resolve reports a loop this way
+            continue
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                skipped["symlink loops"] += 1
+            elif path.is_symlink():
+                skipped["broken links"] += 1
+            else:
+                skipped["unreadable files"] += 1
+            continue
+        if not real.is_relative_to(top):
+            skipped["links leading out of the folder"] += 1
+            continue
+        try:
+            mode = real.stat().st_mode
+        except OSError:
+            skipped["unreadable files"] += 1
+            continue
+        if not stat.S_ISREG(mode):
+            skipped["not regular files"] += 1
+            continue
+        yield real, rel
+
+
 def _walk(root: Path, exclude: Sequence[str], skipped: Counter[str]) -> Iterator[tuple[Path, str]]:
     """Files under ``root`` as (path, path relative to root), pruning skipped folders."""
 
@@ -250,7 +295,9 @@ def _candidates(
             mode: int | None = path.stat().st_mode
         except PermissionError:
             raise CorpusError(f"cannot read {text}: permission denied") from None
-        except OSError:
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise CorpusError(f"{text} is a symlink loop") from None
             mode = None
         if mode is None and GLOB_CHARS & set(text):
             matches = sorted(glob.glob(str(path), recursive=True))
@@ -258,8 +305,7 @@ def _candidates(
                 raise CorpusError(f"no files match {text!r}")
             # Folders under the glob's fixed part follow the walking rules (`notes/**/*.md`
             # must not reach into notes/node_modules).
-            fixed = list(itertools.takewhile(lambda p: not GLOB_CHARS & set(p), path.parts))
-            base = Path(*fixed) if fixed else Path(".")
+            base = fixed_part(text)
             for match in map(Path, matches):
                 reason = next(
                     filter(None, (_skip_dir_reason(d) for d in match.parents if base in d.parents)),
@@ -272,7 +318,7 @@ def _candidates(
         elif mode is None:
             raise CorpusError(f"no such file or folder: {text}")
         elif stat.S_ISDIR(mode):
-            yield from _walk(path, exclude, skipped)
+            yield from files_under(path, exclude, skipped)
         else:
             yield path, path.name
 
@@ -289,8 +335,8 @@ def scan(
     seen_paths: set[Path] = set()
     by_hash: dict[str, CorpusFile] = {}
     for path, rel in _candidates(paths, exclude, skipped):
-        real = path.resolve()
-        if real in seen_paths or not os.path.isfile(real):
+        real = Path(os.path.realpath(path))
+        if real in seen_paths:
             continue
         seen_paths.add(real)
         if exclude and _matches(rel, exclude):
@@ -300,12 +346,15 @@ def scan(
             skipped["not matching --include"] += 1
             continue
         try:
-            with open(real, "rb") as handle:
+            with open_regular(real) as handle:
                 if looks_binary(handle.read(SNIFF_BYTES)):
                     skipped["binary files"] += 1
                     continue
                 handle.seek(0)
                 found = normalised_chunks(handle)
+        except NotRegularFile:
+            skipped["not regular files"] += 1
+            continue
         except OSError:
             skipped["unreadable files"] += 1
             continue
@@ -335,6 +384,7 @@ class TokenData:
     split_mode: str  # "files": whole held-out files; "tail": the end of the stream
     val_files: int
     path: Path | None = None
+    val_names: tuple[str, ...] = ()  # the held-out files' names, for the model card
 
     @property
     def train(self) -> np.ndarray:
@@ -350,12 +400,28 @@ class TokenData:
             "val_tokens": int(len(self.tokens) - self.split),
             "validation": "held-out files" if self.split_mode == "files" else "end of the text",
             "val_files": self.val_files,
+            "val_file_names": list(self.val_names),
         }
 
 
-def choose_validation(files: Sequence[CorpusFile], fraction: float) -> list[CorpusFile] | None:
-    """Whole files totalling about ``fraction`` of the corpus, or None if no such set exists
-    (one file, or files too large to hold out): then the caller splits off the tail."""
+def choose_validation(
+    files: Sequence[CorpusFile], fraction: float, hold_out: Sequence[str] = ()
+) -> list[CorpusFile] | None:
+    """The files to hold out: those whose name or path matches a ``hold_out`` glob, else whole
+    files totalling about ``fraction`` of the corpus, or None if no such set exists (one file,
+    or files too large to hold out): then the caller splits off the tail."""
+    if hold_out:
+
+        def held(f: CorpusFile, patterns: Sequence[str]) -> bool:
+            return _matches(f.path.name, patterns) or _matches(str(f.path), patterns)
+
+        chosen = [f for f in files if held(f, hold_out)]
+        unmatched = [p for p in hold_out if not any(held(f, [p]) for f in files)]
+        if unmatched:
+            raise CorpusError(f"no file in the corpus matches --hold-out {unmatched[0]!r}")
+        if len(chosen) == len(files):
+            raise CorpusError("--hold-out matches every file: nothing would be left to train on")
+        return chosen
     if len(files) < 2:
         return None
     total = sum(f.size + 1 for f in files)
@@ -378,15 +444,21 @@ def default_cache_dir() -> Path:
     return Path(base) / "ghostwrite" / "tokens"
 
 
-def build_tokens(corpus: Corpus, val_fraction: float, cache_dir: Path | None = None) -> TokenData:
+def build_tokens(
+    corpus: Corpus,
+    val_fraction: float,
+    cache_dir: Path | None = None,
+    hold_out: Sequence[str] = (),
+) -> TokenData:
     """Lay the corpus out as tokens in a cached memory-mapped file (built once per corpus)."""
     cache_dir = cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(f"{corpus.sha256}:{val_fraction!r}".encode()).hexdigest()[:32]
+    split_rule = f"{val_fraction!r}:{sorted(hold_out)!r}" if hold_out else repr(val_fraction)
+    key = hashlib.sha256(f"{corpus.sha256}:{split_rule}".encode()).hexdigest()[:32]
     bin_path, meta_path = cache_dir / f"{key}.bin", cache_dir / f"{key}.json"
     meta = _read_meta(meta_path, bin_path)
     if meta is None:
-        val = choose_validation(corpus.files, val_fraction) or []
+        val = choose_validation(corpus.files, val_fraction, hold_out) or []
         val_hashes = {f.sha256 for f in val}
         order = [f for f in corpus.files if f.sha256 not in val_hashes] + val
         written = _write_stream(order, bin_path, corpus.tokens)
@@ -394,7 +466,13 @@ def build_tokens(corpus: Corpus, val_fraction: float, cache_dir: Path | None = N
             split, mode = written - sum(f.size + 1 for f in val), "files"
         else:
             split, mode = written - max(2, round(val_fraction * written)), "tail"
-        meta = {"tokens": written, "split": split, "split_mode": mode, "val_files": len(val)}
+        meta = {
+            "tokens": written,
+            "split": split,
+            "split_mode": mode,
+            "val_files": len(val),
+            "val_names": sorted(f.path.name for f in val),
+        }
         tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, meta_path)  # last: a cache entry is valid only once its meta exists
@@ -402,7 +480,14 @@ def build_tokens(corpus: Corpus, val_fraction: float, cache_dir: Path | None = N
         path.touch()
     _prune_cache(cache_dir)
     tokens = np.memmap(bin_path, dtype=np.uint8, mode="r")
-    return TokenData(tokens, int(meta["split"]), meta["split_mode"], meta["val_files"], bin_path)
+    return TokenData(
+        tokens,
+        int(meta["split"]),
+        meta["split_mode"],
+        meta["val_files"],
+        bin_path,
+        tuple(meta.get("val_names", ())),
+    )
 
 
 def _read_meta(meta_path: Path, bin_path: Path) -> dict | None:
@@ -424,10 +509,12 @@ def _write_stream(order: Sequence[CorpusFile], bin_path: Path, expected: int) ->
         with open(tmp, "wb") as out:
             for f in order:
                 try:
-                    with open(f.path, "rb") as handle:
+                    with open_regular(f.path) as handle:
                         found = normalised_chunks(handle, out.write)
                 except FileNotFoundError:
                     raise CorpusChanged(f.path, "was removed") from None
+                except NotRegularFile:
+                    raise CorpusChanged(f.path, "became something other than a file") from None
                 except OSError as err:
                     raise CorpusError(f"cannot read {f.path}: {err.strerror}") from None
                 if found.sha256 != f.sha256:
@@ -448,13 +535,14 @@ def prepare(
     exclude: Sequence[str] = (),
     val_fraction: float = 0.1,
     cache_dir: Path | None = None,
+    hold_out: Sequence[str] = (),
 ) -> tuple[Corpus, TokenData]:
     """``scan`` then ``build_tokens``, scanning again when a file changes or disappears between
     the two reads (an editor saving, a sync client): the tokens always match the corpus."""
     for _ in range(CHANGE_RETRIES):
         corpus = scan(paths, include, exclude)
         try:
-            return corpus, build_tokens(corpus, val_fraction, cache_dir)
+            return corpus, build_tokens(corpus, val_fraction, cache_dir, hold_out)
         except CorpusChanged as changed:
             last = changed
     raise CorpusError(

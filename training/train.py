@@ -45,7 +45,14 @@ from ghostwrite.model.gpt import GPT, cross_entropy, load_weights, weights_to_nu
 from ghostwrite.model.search import SearchOptions
 
 from . import corpus as corpus_mod
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, split_prefix, with_prefix
+from .checkpoint import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    split_prefix,
+    with_prefix,
+)
 from .config import TrainConfig
 from .progress import Progress, Reporter
 
@@ -63,15 +70,22 @@ class TrainingError(Exception):
 
 
 class Interrupted(TrainingError):
-    """Stopped by a signal after saving a checkpoint."""
+    """Stopped by a signal; the message says what was saved (``checkpoint_step``: the step of
+    the checkpoint on disk for this run, None when there is none)."""
 
-    def __init__(self, signum: int, step: int, saved: bool) -> None:
+    def __init__(self, signum: int, step: int, checkpoint_step: int | None) -> None:
         name = signal.Signals(signum).name
-        where = (
-            f"at step {step}; checkpoint saved, continue with --resume"
-            if saved
-            else ("before training started; nothing was written")
-        )
+        if checkpoint_step is not None and checkpoint_step == step:
+            where = f"at step {step}; checkpoint saved, continue with --resume"
+        elif checkpoint_step is not None:
+            where = (
+                f"at step {step}; the checkpoint of step {checkpoint_step} is kept, "
+                "continue with --resume"
+            )
+        elif step:
+            where = f"at step {step}, before the first checkpoint; nothing was written"
+        else:
+            where = "before training started; nothing was written"
         super().__init__(f"interrupted by {name} {where}")
         self.signum = signum
 
@@ -250,6 +264,25 @@ def mlx_tree(arrays: dict[str, np.ndarray]) -> Any:
     return tree_unflatten([(name, mx.array(value)) for name, value in arrays.items()])
 
 
+def check_destinations(paths: Sequence[str], out: Path, checkpoint_dir: Path) -> None:
+    """Refuse, before any work, a model or checkpoint folder that would take over someone's
+    files (a model write replaces its whole folder) or that overlaps the corpus."""
+    try:
+        files.check_model_folder(out)
+        files.check_writable_folder(checkpoint_dir, (CHECKPOINT_FILE, METRICS_FILE), "a checkpoint")
+    except files.ForeignFolder as err:
+        raise TrainingError(str(err)) from None
+    for given in paths:
+        source = Path(os.path.realpath(corpus_mod.fixed_part(given)))
+        for target in (out, checkpoint_dir):
+            real = Path(os.path.realpath(target.expanduser()))
+            if real == source or source in real.parents or real in source.parents:
+                raise TrainingError(
+                    f"{target}: refusing to write the model or its checkpoint here: it overlaps "
+                    f"the corpus {given} (write it outside the folders you train on)"
+                )
+
+
 class Run:
     """One training run: set up in ``__init__``, then ``loop`` and ``finish``."""
 
@@ -273,6 +306,8 @@ class Run:
             if cfg.checkpoint_dir
             else self.out.with_name(self.out.name + ".checkpoint")
         )
+        check_destinations(cfg.paths, self.out, self.ckpt_dir)
+        self.checkpoint_step: int | None = None  # the step of the checkpoint on disk
         self.model_cfg, init_weights, self.init_path = self._model_config()
         self.base_lr = cfg.learning_rate or (
             cfg.finetune_learning_rate if init_weights is not None else cfg.scratch_learning_rate
@@ -280,7 +315,7 @@ class Run:
 
         try:
             self.corpus, self.data = corpus_mod.prepare(
-                cfg.paths, cfg.include, cfg.exclude, cfg.val_fraction, cfg.token_cache
+                cfg.paths, cfg.include, cfg.exclude, cfg.val_fraction, cfg.token_cache, cfg.hold_out
             )
         except corpus_mod.CorpusError as err:
             raise TrainingError(str(err)) from None
@@ -383,6 +418,7 @@ class Run:
             "optimizer": self.cfg.optimizer,
             "seed": self.cfg.seed,
             "val_fraction": self.cfg.val_fraction,
+            "hold_out": sorted(self.cfg.hold_out),
         }
 
     def _restore(self) -> None:
@@ -407,6 +443,7 @@ class Run:
         # A longer --max-steps or --epochs extends the run; a time budget keeps its estimate.
         loop.horizon = fixed if fixed is not None else loop.horizon
         self.state = loop
+        self.checkpoint_step = loop.step
         self._trim_metrics(loop.step)
 
     def _sync_from_rank0(self) -> None:
@@ -531,8 +568,8 @@ class Run:
                     self._record("step", train_loss=float(np.mean(losses)), tokens_per_s=rate)
                     window_tokens, window_start, losses = 0, time.monotonic(), []
             if stop_now:
-                saved = self._save_checkpoint()
-                raise Interrupted(self.stop.signum or signal.SIGTERM, s.step, saved)
+                self._save_checkpoint()
+                raise self.interrupted()
             if time_up:
                 break
             finished = s.horizon is not None and s.step >= s.horizon
@@ -542,7 +579,6 @@ class Run:
             if s.step % cfg.checkpoint_every == 0 and not finished:
                 self._save_checkpoint()
                 window_tokens, window_start = 0, time.monotonic()
-        self.stop.armed = False
 
     def train_step(self) -> float:
         """One optimisation step on this rank's windows for the current step; returns the
@@ -630,17 +666,25 @@ class Run:
         text = completions[0].text if completions else ""
         return f"{json.dumps(prompt, ensure_ascii=False)} -> {json.dumps(text, ensure_ascii=False)}"
 
-    def _save_checkpoint(self) -> bool:
-        if self.rank != 0 or self.state.step == 0:
-            return self.state.step > 0
+    def interrupted(self) -> Interrupted:
+        return Interrupted(
+            self.stop.signum or signal.SIGTERM, self.state.step, self.checkpoint_step
+        )
+
+    def _save_checkpoint(self) -> None:
+        if self.state.step == 0:
+            return
+        if self.rank != 0:
+            self.checkpoint_step = self.state.step  # rank 0 writes it
+            return
         arrays = with_prefix("model", weights_to_numpy(self.model))
         arrays |= with_prefix("optimizer", numpy_tree(self.optimizer.state))
         if self.best is not None:
             arrays |= with_prefix("best", self.best)
         saved = {"identity": self._checkpoint_identity(), "loop": asdict(self.state)}
         save_checkpoint(self.ckpt_dir, arrays, saved)
+        self.checkpoint_step = self.state.step
         self._emit("checkpoint", message=f"checkpoint saved in {self.ckpt_dir}")
-        return True
 
     @property
     def metrics_path(self) -> Path:
@@ -691,11 +735,15 @@ class Run:
         )
 
     def finish(self) -> Path:
-        """Final evaluation; save the best-validation weights as the model (rank 0)."""
+        """Final evaluation; save the best-validation weights as the model (rank 0). A signal
+        during the evaluation stops the run with every step in the checkpoint (``--resume``
+        then only evaluates and saves); once the model is being written it is finished."""
         s = self.state
         if s.last_eval_step != s.step:
             self._evaluate()
         self._save_checkpoint()
+        if self._agree(self.stop.signum is not None, False, 0)[0]:
+            raise self.interrupted()
         if self.rank != 0:
             return self.out
         best_val = s.best_val if s.best_val is not None else math.nan
@@ -756,7 +804,9 @@ def train(cfg: TrainConfig) -> Path:
             run.loop()
             return run.finish()
         except KeyboardInterrupt:
-            interrupted = Interrupted(stop.signum or signal.SIGINT, 0, saved=False)
+            step = run.state.step if run is not None else 0
+            saved = run.checkpoint_step if run is not None else None
+            interrupted = Interrupted(stop.signum or signal.SIGINT, step, saved)
             report(interrupted)
             raise interrupted from None
         except Exception as err:
