@@ -282,12 +282,17 @@ class Engine:
         """Switch models atomically: running jobs finish on the old one, new jobs use this."""
         self.model = model
 
+    def supersede(self, job: Job) -> None:
+        """Make ``job`` the current request: older ones, waiting or running, stop (one cursor)."""
+        for old in self._jobs:
+            if old is not job:
+                old.cancelled.set()
+        self._jobs = [job]
+
     def submit(
         self, job: Job, before: str, after: str, options: ServerOptions
     ) -> Future[list[Suggestion]]:
-        for old in self._jobs:
-            old.cancelled.set()  # one cursor: older requests are superseded
-        self._jobs = [job]
+        self.supersede(job)
         return self._worker.submit(self._run, job, before, after, options)
 
     def _run(self, job: Job, before: str, after: str, options: ServerOptions) -> list[Suggestion]:

@@ -326,7 +326,7 @@ class GhostwriteServer(LanguageServer):
             options = replace(options, candidates=min_candidates)
         job = Job(uri, version, lambda: self._version(uri))
         if options.debounce_ms:
-            self.engine.cancel_all()
+            self.engine.supersede(job)  # a request still waiting out its debounce stops too
             await asyncio.sleep(options.debounce_ms / 1000)
             if job.should_stop():
                 return None

@@ -66,3 +66,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, prose: str) -> Path
         {"corpus": {"note": "tests/conftest.py prose"}, "train_loss": loss.item()},
     )
     return directory
+
+
+@pytest.fixture(scope="session")
+def scripted_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory whose only confident suggestion after ``LAZY_TEXT`` is "zy", and after
+    a line break "lazy", on every machine (``tests/scripted.py``)."""
+    from tests.scripted import LAZY, save_scripted_model
+
+    return save_scripted_model(tmp_path_factory.mktemp("models") / "scripted", LAZY)

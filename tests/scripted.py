@@ -80,6 +80,7 @@ def save_scripted_model(directory: Path, successors: Successors) -> Path:
 
 
 # The script the server tests serve: after "...the la" the one confident suggestion is "zy"
-# (probability 0.9 ** 3: "z", "y", then the space that ends the word).
+# (probability 0.9 ** 3: "z", "y", then the space that ends the word), and at the start of a
+# line "lazy" (0.9 ** 5).
 LAZY_TEXT = "The quick brown fox jumps over the la"
-LAZY = {"a": {"z": 0.9}, "z": {"y": 0.9}, "y": {" ": 0.9}}
+LAZY = {"\n": {"l": 0.9}, "l": {"a": 0.9}, "a": {"z": 0.9}, "z": {"y": 0.9}, "y": {" ": 0.9}}

@@ -1,5 +1,6 @@
 """The language server end to end: a real server process over stdio, driven by pytest-lsp's
-client with recorded editor capabilities, serving a real tiny model."""
+client with recorded editor capabilities, serving scripted models (tests/scripted.py) whose
+suggestions are known exactly."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from ghostwrite.model import files, load_model
 from ghostwrite.server.documents import UTF8, UTF16, UTF32, Document, code_units
 from ghostwrite.server.engine import LoadedModel, Suggester
 from ghostwrite.server.options import ServerOptions
+from tests.scripted import LAZY_TEXT, save_scripted_model, scripted_weights
 
-TEXT = "The quick brown fox jumps over the la"
+TEXT = LAZY_TEXT  # the scripted model suggests "zy" here
 URI = "file:///work/notes.txt"
 
 
@@ -94,18 +96,20 @@ def status(client: LanguageClient):
 @pytest.mark.parametrize(
     ("editor", "encoding"), [("neovim@v0.11.0", UTF8), ("visual-studio-code", UTF16)]
 )
-async def test_recorded_editors_get_inline_and_popup_completions(tiny_model_dir, editor, encoding):
+async def test_recorded_editors_get_inline_and_popup_completions(
+    scripted_model_dir, editor, encoding
+):
     async with serve(
-        "--model", str(tiny_model_dir), capabilities=client_capabilities(editor)
+        "--model", str(scripted_model_dir), capabilities=client_capabilities(editor)
     ) as client:
         result = await client.protocol.send_request_async(
             types.WORKSPACE_EXECUTE_COMMAND, types.ExecuteCommandParams("ghostwrite.status")
         )
         assert result["positionEncoding"] == encoding
-        assert result["model"] == str(tiny_model_dir)
+        assert result["model"] == str(scripted_model_dir)
         open_doc(client, TEXT)
-        want = expected(tiny_model_dir, TEXT)
-        assert want, "the tiny model should be confident here"
+        want = expected(scripted_model_dir, TEXT)
+        assert want == ["zy"]
         items = (await inline(client, 0, len(TEXT))).items
         assert [item.insert_text for item in items] == want
         end = types.Position(0, len(TEXT))
@@ -182,11 +186,11 @@ def test_incremental_edits_equal_the_full_text(case, encoding):
     max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(cases=st.lists(documents_with_edits(), min_size=6, max_size=6))
-async def test_server_sync_then_completion_equals_full_sync(tiny_model_dir, cases):
+async def test_server_sync_then_completion_equals_full_sync(scripted_model_dir, cases):
     """Over the wire: documents built by incremental edits complete like ones sent whole."""
     async with serve(
         "--model",
-        str(tiny_model_dir),
+        str(scripted_model_dir),
         initialization_options={"ghostwrite": {"confidence": 0, "maxChars": 8}},
     ) as client:
         for n, (text, edits) in enumerate(cases):
@@ -226,29 +230,30 @@ async def check_incremental_equals_full(client, text, edits, n) -> None:
         assert got == want
 
 
-async def test_positions_past_the_line_or_document_end_clamp(tiny_model_dir):
-    async with serve("--model", str(tiny_model_dir)) as client:
-        open_doc(client, TEXT + "\nsecond line")
+async def test_positions_past_the_line_or_document_end_clamp(scripted_model_dir):
+    async with serve("--model", str(scripted_model_dir)) as client:
+        second = "and over the la"
+        open_doc(client, TEXT + "\n" + second)
         at_end = await inline(client, 0, len(TEXT))
-        assert at_end.items
+        assert [item.insert_text for item in at_end.items] == ["zy"]
         past_line = await inline(client, 0, len(TEXT) + 50)
         assert past_line == at_end
         past_doc = await inline(client, 99, 3)
-        end = types.Position(1, len("second line"))
-        for item in past_doc.items:
-            assert item.range == types.Range(end, end)
+        end = types.Position(1, len(second))
+        assert [item.insert_text for item in past_doc.items] == ["zy"]
+        assert past_doc.items[0].range == types.Range(end, end)
         popup_past = await popup(client, 0, 10_000)
         assert popup_past.items[0].text_edit.range.end == types.Position(0, len(TEXT))
 
 
 @pytest.mark.parametrize("encoding", [UTF8, UTF16, UTF32])
-async def test_emoji_cjk_and_crlf_in_every_encoding(tiny_model_dir, encoding):
+async def test_emoji_cjk_and_crlf_in_every_encoding(scripted_model_dir, encoding):
     caps = types.ClientCapabilities(
         general=types.GeneralClientCapabilities(position_encodings=[encoding])
     )
     head = "héllo 😀 中文\r\n"
     line = "😀 " + TEXT
-    async with serve("--model", str(tiny_model_dir), capabilities=caps) as client:
+    async with serve("--model", str(scripted_model_dir), capabilities=caps) as client:
         open_doc(client, head + "placeholder")
         # Replace "placeholder" (line 1) with the emoji line, addressed in this encoding.
         client.text_document_did_change(
@@ -277,30 +282,33 @@ async def test_emoji_cjk_and_crlf_in_every_encoding(tiny_model_dir, encoding):
             )
         )
         end = code_units(line, encoding)
-        want = expected(tiny_model_dir, "héllo 😀! 中文\r\n" + line)
+        want = expected(scripted_model_dir, "héllo 😀! 中文\r\n" + line)
+        assert want == ["zy"]
         result = await inline(client, 1, end)
         assert [i.insert_text for i in result.items] == want
         assert result.items[0].range.start == types.Position(1, end)
         [item] = (await popup(client, 1, end)).items
         start = code_units(line[:-2], encoding)
         assert item.text_edit.range.start == types.Position(1, start)
-        # A position inside the emoji's code units rounds down instead of failing.
-        inside = await inline(client, 1, 1)
-        assert not inside.items or inside.items[0].range.start.character <= 1
+        # A position inside the emoji's code units rounds down to the line's start, where the
+        # scripted model suggests "lazy", instead of failing.
+        inside = await inline(client, 1, code_units("😀", encoding) // 2)
+        assert [i.insert_text for i in inside.items] == ["lazy"]
+        assert inside.items[0].range.start == types.Position(1, 0)
 
 
-async def test_unopened_document_gets_an_empty_answer(tiny_model_dir):
-    async with serve("--model", str(tiny_model_dir)) as client:
+async def test_unopened_document_gets_an_empty_answer(scripted_model_dir):
+    async with serve("--model", str(scripted_model_dir)) as client:
         assert not (await inline(client, 0, 0, "file:///never-opened.txt")).items
         assert not (await popup(client, 3, 3, "file:///never-opened.txt")).items
         open_doc(client, TEXT)
-        assert (await inline(client, 0, len(TEXT))).items
+        assert [i.insert_text for i in (await inline(client, 0, len(TEXT))).items] == ["zy"]
 
 
-async def test_cancel_stale_and_superseded_requests(tiny_model_dir):
+async def test_cancel_stale_and_superseded_requests(scripted_model_dir):
     # A debounce keeps each request pending long enough to cancel or outdate it.
     async with serve(
-        "--model", str(tiny_model_dir), initialization_options={"debounceMs": 300}
+        "--model", str(scripted_model_dir), initialization_options={"debounceMs": 300}
     ) as client:
         open_doc(client, TEXT)
         params = types.InlineCompletionParams(
@@ -323,7 +331,7 @@ async def test_cancel_stale_and_superseded_requests(tiny_model_dir):
         client.text_document_did_change(
             types.DidChangeTextDocumentParams(
                 types.VersionedTextDocumentIdentifier(2, URI),
-                [types.TextDocumentContentChangeWholeDocument(text=TEXT + "z")],
+                [types.TextDocumentContentChangeWholeDocument(text=TEXT + "!")],
             )
         )
         assert not (await stale).items
@@ -332,14 +340,13 @@ async def test_cancel_stale_and_superseded_requests(tiny_model_dir):
         await asyncio.sleep(0.05)
         second = asyncio.ensure_future(inline(client, 0, len(TEXT)))
         assert not (await first).items
-        assert [i.insert_text for i in (await second).items] == expected(
-            tiny_model_dir, TEXT, "z"
-        ) or not (await second).items
+        answer = [i.insert_text for i in (await second).items]
+        assert answer == expected(scripted_model_dir, TEXT, "!") == ["zy"]
 
 
-def test_generation_stops_when_cancelled_mid_search(tiny_model_dir):
+def test_generation_stops_when_cancelled_mid_search(scripted_model_dir):
     """The model thread polls the cancel flag between decoding steps."""
-    suggester = Suggester(LoadedModel.load(tiny_model_dir))
+    suggester = Suggester(LoadedModel.load(scripted_model_dir))
     calls = []
 
     def should_stop() -> bool:
@@ -349,15 +356,15 @@ def test_generation_stops_when_cancelled_mid_search(tiny_model_dir):
     options = ServerOptions(stop="line", max_chars=32, confidence=0.0)
     stopped = suggester.suggest(TEXT, "", options, should_stop=should_stop)
     assert len(calls) == 1  # stopped after the first step
-    full = Suggester(LoadedModel.load(tiny_model_dir)).suggest(TEXT, "", options)
-    assert len(stopped) <= len(full)
-    assert all(len(s.text) <= 1 for s in stopped)
+    assert stopped == []  # one byte, "z", finishes no line
+    full = Suggester(LoadedModel.load(scripted_model_dir)).suggest(TEXT, "", options)
+    assert full[0].text.startswith("zy")
 
 
-async def test_options_from_all_sources_and_invalid_values_warn_once(tiny_model_dir):
+async def test_options_from_all_sources_and_invalid_values_warn_once(scripted_model_dir):
     async with serve(
         "--model",
-        str(tiny_model_dir),
+        str(scripted_model_dir),
         initialization_options={"ghostwrite": {"maxChars": "many", "stop": "word"}},
         configuration={"confidence": 0.0, "candidates": 2},
     ) as client:
@@ -368,7 +375,8 @@ async def test_options_from_all_sources_and_invalid_values_warn_once(tiny_model_
         invalid = [m for m in client.messages if "maxChars" in m.message]
         assert len(invalid) == 1
         open_doc(client, TEXT, language="markdown")
-        assert (await inline(client, 0, len(TEXT))).items
+        answer = [i.insert_text for i in (await inline(client, 0, len(TEXT))).items]
+        assert len(answer) == 2 and answer[0] == "zy"
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"ghostwrite": {"languages": ["python"]}})
         )
@@ -382,7 +390,8 @@ async def test_options_from_all_sources_and_invalid_values_warn_once(tiny_model_
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"ghostwrite": {"confidence": 0.0}})
         )
-        assert (await inline(client, 0, len(TEXT))).items
+        # Settings sent with the change replace the earlier ones: one candidate, the default.
+        assert [i.insert_text for i in (await inline(client, 0, len(TEXT))).items] == ["zy"]
 
 
 async def wait_for(predicate, timeout: float = 15.0) -> None:
@@ -392,21 +401,22 @@ async def wait_for(predicate, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_model_reload_while_serving_and_corrupt_model_refused(tiny_model_dir, tmp_path):
+async def test_model_reload_while_serving_and_corrupt_model_refused(scripted_model_dir, tmp_path):
     served = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, served)
+    shutil.copytree(scripted_model_dir, served)
     async with serve("--model", str(served)) as client:
         open_doc(client, TEXT)
-        before = await inline(client, 0, len(TEXT))
-        assert before.items
-        model = load_model(tiny_model_dir)
-        files.save_model(served, model.config, model.weights, {"note": "retrained"})
+        assert [i.insert_text for i in (await inline(client, 0, len(TEXT))).items] == ["zy"]
+        model = load_model(scripted_model_dir)
+        retrained = scripted_weights({"a": {"b": 0.9}, "b": {" ": 0.9}})
+        files.save_model(served, model.config, retrained, {"note": "retrained"})
 
         async def reloaded() -> bool:
             return (await status(client))["card"].get("note") == "retrained"
 
         await wait_for(reloaded)
-        assert (await inline(client, 0, len(TEXT))) == before
+        before = await inline(client, 0, len(TEXT))
+        assert [i.insert_text for i in before.items] == ["b"]  # the new model answers
         (served / files.META_FILE).write_text("{ not json")
 
         async def refused() -> bool:
@@ -421,8 +431,8 @@ async def test_model_reload_while_serving_and_corrupt_model_refused(tiny_model_d
         assert result["reloaded"] is False
 
 
-async def test_unknown_command_and_bad_arguments_get_errors(tiny_model_dir):
-    async with serve("--model", str(tiny_model_dir)) as client:
+async def test_unknown_command_and_bad_arguments_get_errors(scripted_model_dir):
+    async with serve("--model", str(scripted_model_dir)) as client:
         with pytest.raises(JsonRpcException):
             await client.workspace_execute_command_async(
                 types.ExecuteCommandParams(command="ghostwrite.nope")
@@ -433,14 +443,28 @@ async def test_unknown_command_and_bad_arguments_get_errors(tiny_model_dir):
         assert result["started"] is False  # no workspace folder
 
 
-async def test_workspace_words_complete_and_reload_reindexes(tiny_model_dir, tmp_path):
+# A model that finds "Zanzibarian" after "Zanz" possible (0.03) but likes "ian" better (0.16).
+ZANZIBARIAN = {
+    "z": {"i": 0.9},
+    "i": {"b": 0.45, "a": 0.45},
+    "b": {"a": 0.9},
+    "a": {"r": 0.45, "n": 0.45},
+    "r": {"i": 0.9},
+    "n": {" ": 0.9},
+}
+
+
+async def test_workspace_words_complete_and_reload_reindexes(tmp_path):
     """Names from the workspace's files (not the model's training) come up as completions."""
-    (tmp_path / "story.md").write_text("Captain Zanzibarian sailed. Zanzibarian laughed.\n")
+    model = save_scripted_model(tmp_path / "model", ZANZIBARIAN)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "story.md").write_text("Captain Zanzibarian sailed. Zanzibarian laughed.\n")
     async with serve(
         "--model",
-        str(tiny_model_dir),
+        str(model),
         initialization_options={"ghostwrite": {"confidence": 0.0, "candidates": 10}},
-        workspace=tmp_path,
+        workspace=workspace,
     ) as client:
 
         async def indexed() -> bool:
@@ -450,8 +474,9 @@ async def test_workspace_words_complete_and_reload_reindexes(tiny_model_dir, tmp
         text = "Then the Zanz"
         open_doc(client, text)
         items = (await popup(client, 0, len(text))).items
-        assert "Zanzibarian" in [item.label for item in items]
-        (tmp_path / "more.txt").write_text("Another file.\n")
+        assert items[0].label == "Zanzibarian"  # first: the dictionary knows it
+        assert "Zanzian" in [item.label for item in items]  # the model's own word is still there
+        (workspace / "more.txt").write_text("Another file.\n")
         result = await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="ghostwrite.reload")
         )
