@@ -4,21 +4,24 @@ loading validates everything and reports one clear error naming the file and the
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from importlib.resources import files as package_files
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load, save_file
 
 from . import tokenizer
 from .config import GPTConfig
@@ -27,6 +30,9 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "ghostwrite.json"
 FORMAT = "ghostwrite-model"
 FORMAT_VERSION = 1
+MAX_META_BYTES = 1 << 20
+# The weights of a model are its parameters at up to 8 bytes each, plus the safetensors header.
+MAX_HEADER_BYTES = 1 << 20
 
 
 class ModelFileError(Exception):
@@ -36,6 +42,71 @@ class ModelFileError(Exception):
         super().__init__(f"{path}: {problem}")
         self.path = Path(path)
         self.problem = problem
+
+
+class ForeignFolder(ModelFileError):
+    """A folder ghostwrite may not write into: it holds files ghostwrite did not write."""
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a device, a socket or a folder where a file was expected."""
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """Open a regular file for reading. The open never blocks (a FIFO with no writer would hang
+    a plain ``open`` forever): anything but a regular file raises ``NotRegularFile``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"not a regular file ({file_kind(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+def check_writable_folder(directory: Path | str, owned: Iterable[str], what: str) -> None:
+    """Refuse to write ``what`` into ``directory`` unless it is absent, empty, or already holds
+    one of the ``owned`` files ghostwrite writes there: an existing folder of someone's files
+    is never taken over (a model write replaces the whole folder)."""
+    directory = Path(directory)
+    try:
+        mode = directory.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ForeignFolder(directory, f"cannot write {what} here: {err.strerror}") from None
+    if not stat.S_ISDIR(mode):
+        raise ForeignFolder(directory, f"cannot write {what} here: it is {file_kind(mode)}")
+    try:
+        names = set(os.listdir(directory))
+    except OSError as err:
+        raise ForeignFolder(directory, f"cannot write {what} here: {err.strerror}") from None
+    if names and not names & set(owned):
+        raise ForeignFolder(
+            directory,
+            f"refusing to write {what} here: the folder holds files that are not ghostwrite's "
+            "(give a new or empty folder, or one that holds a ghostwrite model)",
+        )
+
+
+def check_model_folder(directory: Path | str) -> None:
+    """``check_writable_folder`` for a model directory (one with ``ghostwrite.json`` in it)."""
+    check_writable_folder(directory, (META_FILE,), "a model")
 
 
 @dataclass
@@ -106,6 +177,7 @@ def save_model(
     ``extra_files`` (name -> content) go into the directory too, e.g. training's metrics.jsonl.
     """
     directory = Path(directory)
+    check_model_folder(directory)
     _check_weights(directory / WEIGHTS_FILE, config, weights)
     card = dict(card or {})
     card.setdefault("parameters", parameter_count(config))
@@ -131,27 +203,41 @@ def save_model(
         for name in (WEIGHTS_FILE, META_FILE):
             _fsync(staging / name)
         load_model(staging)  # never put a model in place that would not load
-        replace_directory(staging, directory)
+        replace_directory(staging, directory, {WEIGHTS_FILE, META_FILE, *(extra_files or {})})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
-def replace_directory(new: Path, target: Path) -> None:
+def replace_directory(new: Path, target: Path, owned: set[str]) -> None:
     """Move ``new`` to ``target``: a rename when ``target`` is absent, otherwise an atomic
-    exchange (Linux), else two renames; ``target`` is never half-written."""
+    exchange (Linux), else two renames; ``target`` is never half-written. Of the previous
+    folder only the ``owned`` names are deleted: anything else in it moves into the new one."""
     if not target.exists():
         os.replace(new, target)
         return
     if _exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # it now holds the previous model
+        _retire(new, target, owned)  # ``new`` now holds the previous model
         return
     # Between these two renames ``target`` is briefly absent (a crash there leaves the
     # previous model at ``old``).
     old = target.with_name(f".{target.name}.old.{os.getpid()}")
     os.replace(target, old)
     os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _retire(old, target, owned)
+
+
+def _retire(previous: Path, target: Path, owned: set[str]) -> None:
+    """Delete the files ghostwrite wrote in the previous model folder; move every other entry
+    (a user's file left next to a model) into ``target``, which holds only ``owned`` names."""
+    for entry in os.scandir(previous):
+        path = Path(entry.path)
+        if entry.name in owned and not entry.is_dir(follow_symlinks=False):
+            path.unlink()
+        elif not (target / entry.name).exists():
+            os.replace(path, target / entry.name)
+    with contextlib.suppress(OSError):  # a name clash kept something there: leave it
+        previous.rmdir()
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -176,12 +262,21 @@ def read_meta(directory: Path | str) -> dict[str, Any]:
     if not directory.is_dir():
         raise ModelFileError(directory, "not a directory (a model is a directory)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with open_regular(meta_path) as handle:
+            raw = handle.read(MAX_META_BYTES + 1)
     except FileNotFoundError:
         raise ModelFileError(meta_path, "missing (is this a ghostwrite model directory?)") from None
     except PermissionError:
         raise ModelFileError(meta_path, "not readable (permission denied)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except NotRegularFile as err:
+        raise ModelFileError(meta_path, str(err)) from None
+    except OSError as err:
+        raise ModelFileError(meta_path, f"cannot be read ({err.strerror or err})") from None
+    if len(raw) > MAX_META_BYTES:
+        raise ModelFileError(meta_path, f"larger than {MAX_META_BYTES >> 20} MiB")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ModelFileError(meta_path, f"not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(meta_path, f"not a {FORMAT} file")
@@ -210,12 +305,19 @@ def load_model(directory: Path | str) -> ModelFiles:
     meta = read_meta(directory)
     config: GPTConfig = meta["config"]
     weights_path = directory / WEIGHTS_FILE
+    limit = 8 * parameter_count(config) + MAX_HEADER_BYTES
     try:
-        raw = load_file(str(weights_path))
+        with open_regular(weights_path) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise ModelFileError(weights_path, "larger than its config's tensors can be")
+        raw = load(data)
     except FileNotFoundError:
         raise ModelFileError(weights_path, "missing") from None
     except PermissionError:
         raise ModelFileError(weights_path, "not readable (permission denied)") from None
+    except NotRegularFile as err:
+        raise ModelFileError(weights_path, str(err)) from None
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(weights_path, f"corrupt or truncated safetensors ({err})") from None
     weights = {k: v.astype(np.float32, copy=False) for k, v in raw.items()}

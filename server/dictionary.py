@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 
+from ghostwrite.model.files import open_regular
 from ghostwrite.training import corpus
 
 WORD = re.compile(r"\w+(?:'\w+)*")
@@ -229,17 +230,13 @@ def index_workspace(
     seen: set[Path] = set()
     indexed = total = 0
     for folder in folders:
-        root = Path(folder).resolve()
+        root = Path(os.path.realpath(folder))  # a loop stays unresolved: not a folder
         if not os.path.isdir(root):  # missing or unreadable: nothing to index
             continue
-        for path, _ in corpus._walk(root, (), skipped):
-            real = path.resolve()
-            if real in seen or not os.path.isfile(real):
+        for real, _ in corpus.files_under(root, (), skipped):
+            if real in seen:
                 continue
             seen.add(real)
-            if not real.is_relative_to(root):
-                skipped["links leading out of the folder"] += 1
-                continue
             if indexed >= limits.max_files:
                 skipped["files past the limit"] += 1
                 continue
@@ -248,9 +245,9 @@ def index_workspace(
                 if size > limits.max_file_bytes or total + size > limits.max_total_bytes:
                     skipped["files past the size limits"] += 1
                     continue
-                with open(real, "rb") as handle:
+                with open_regular(real) as handle:
                     raw = handle.read(limits.max_file_bytes + 1)
-            except OSError:
+            except OSError:  # NotRegularFile too: replaced by a FIFO since the walk saw it
                 skipped["unreadable files"] += 1
                 continue
             if corpus.looks_binary(raw[: corpus.SNIFF_BYTES]):
