@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from tests.lsp_raw import RawClient, frame
+from tests.scripted import LAZY_TEXT
 
-TEXT = "The quick brown fox jumps over the la"
+TEXT = LAZY_TEXT
 OPEN = {
     "textDocument": {"uri": "file:///a.txt", "languageId": "plaintext", "version": 1, "text": TEXT}
 }
@@ -24,15 +25,16 @@ AT_END = {
 
 
 @pytest.fixture
-def raw(tiny_model_dir):
-    client = RawClient("--model", str(tiny_model_dir))
+def raw(scripted_model_dir):
+    client = RawClient("--model", str(scripted_model_dir))
     yield client
     client.close()
 
 
 def works(client: RawClient) -> bool:
+    """The server still answers with the scripted model's suggestion."""
     answer = client.call("textDocument/inlineCompletion", AT_END)
-    return bool(answer["result"]["items"])
+    return [item["insertText"] for item in answer["result"]["items"]] == ["zy"]
 
 
 def test_malformed_input_is_answered_or_survived(raw):
@@ -69,7 +71,7 @@ def test_malformed_input_is_answered_or_survived(raw):
     assert raw.errors == []  # stdout carried protocol frames only
 
 
-def test_requests_after_shutdown_and_exit_codes(raw, tiny_model_dir):
+def test_requests_after_shutdown_and_exit_codes(raw, scripted_model_dir):
     before_init = raw.call("textDocument/completion", AT_END)
     assert before_init["error"]["code"] == -32002  # ServerNotInitialized
     raw.initialize()
@@ -82,7 +84,7 @@ def test_requests_after_shutdown_and_exit_codes(raw, tiny_model_dir):
     assert raw.wait() == 0
     assert raw.errors == []
 
-    without_shutdown = RawClient("--model", str(tiny_model_dir))
+    without_shutdown = RawClient("--model", str(scripted_model_dir))
     try:
         without_shutdown.initialize()
         without_shutdown.notify("exit")
