@@ -1,27 +1,51 @@
 --- ghostwrite: inline text completion from a tiny GPT trained on your own writing.
 ---
---- The plugin only wires Neovim's built-in LSP client to `ghostwrite serve`: ghost text through
---- `vim.lsp.inline_completion` on Neovim 0.12+, popup items through `vim.lsp.completion` on 0.11.
---- Every server setting keeps its default in the server; this file passes on what the user sets.
+--- The plugin wires Neovim's built-in LSP client to `ghostwrite serve` and shows its suggestions
+--- as ghost text it draws itself (ghost.lua), as popup items (`vim.lsp.completion`), or through
+--- 0.12's `vim.lsp.inline_completion`. Every server setting keeps its default in the server; this
+--- file passes on what the user sets.
+
+local ghost = require('ghostwrite.ghost')
 
 local M = {}
 
 local NAME = 'ghostwrite'
 
+---@class ghostwrite.Keys
+---@field accept string|false Accept the whole suggestion.
+---@field accept_word string|false Accept its next word.
+---@field accept_line string|false Accept the rest of its line.
+---@field next string|false Show the next candidate.
+---@field prev string|false Show the previous candidate.
+---@field dismiss string|false Hide the suggestion.
+---@field trigger string|false Ask for a suggestion now.
+
 ---@class ghostwrite.Options
 ---@field cmd string[] How to start the language server (stdio).
----@field filetypes string[] Filetypes that attach automatically; :GhostwriteToggle adds others.
+---@field filetypes string[] Filetypes that attach automatically; `:Ghostwrite enable buffer` adds others.
 ---@field root_markers string[] Files that mark a workspace (else the current directory).
 ---@field settings table<string, any> Server settings (camelCase), see |ghostwrite-settings|.
----@field inline boolean On Neovim 0.12+, show ghost text instead of popup items.
----@field accept_key string|false Insert-mode key that accepts the ghost text (0.12+).
+---@field mode 'ghost'|'popup'|'builtin' How suggestions appear, see |ghostwrite-mode|.
+---@field auto_trigger boolean Ask for ghost text as you type (else only with keys.trigger).
+---@field hide_during_completion boolean No ghost text while the popup menu is visible.
+---@field keys ghostwrite.Keys Insert-mode keys for the ghost text, see |ghostwrite-keys|.
 M.defaults = {
   cmd = { 'ghostwrite', 'serve' },
   filetypes = { 'text', 'markdown', 'gitcommit', 'mail' },
   root_markers = { '.git' },
   settings = {},
-  inline = true,
-  accept_key = '<Tab>',
+  mode = 'ghost',
+  auto_trigger = true,
+  hide_during_completion = true,
+  keys = {
+    accept = '<Tab>',
+    accept_word = '<M-Right>',
+    accept_line = '<M-Down>',
+    next = '<M-]>',
+    prev = '<M-[>',
+    dismiss = '<C-]>',
+    trigger = '<M-\\>',
+  },
 }
 
 ---@type ghostwrite.Options
@@ -66,33 +90,78 @@ local function whole_suggestion(item)
   return { word = vim.split(text, '\n', { plain = true })[1] }
 end
 
+--- Whether suggestions are on (|:Ghostwrite| without `buffer`).
+local enabled = true
+
+---@param client vim.lsp.Client
+---@param bufnr integer
+---@param on boolean
+local function popup(client, bufnr, on)
+  if not on then
+    vim.lsp.completion.enable(false, client.id, bufnr)
+    return
+  end
+  local provider = client.server_capabilities.completionProvider
+  if not provider then
+    return
+  end
+  provider.triggerCharacters = every_printable_char()
+  -- Without noselect the first suggestion would be inserted while the user keeps typing.
+  vim.bo[bufnr].completeopt = 'menuone,noselect,popup'
+  vim.lsp.completion.enable(true, client.id, bufnr, {
+    autotrigger = true,
+    convert = whole_suggestion,
+  })
+end
+
+--- Neovim 0.12's own ghost text, with the accept key falling back to what it did before.
+---@param bufnr integer
+---@param on boolean
+local function builtin(bufnr, on)
+  local inline = vim.lsp.inline_completion
+  inline.enable(on, { bufnr = bufnr })
+  local key = M.options.keys.accept
+  if on and key then
+    vim.keymap.set('i', key, function()
+      if not inline.get() then
+        return key
+      end
+    end, { buffer = bufnr, expr = true, desc = 'ghostwrite: accept the suggestion' })
+  end
+end
+
+--- The mode in force: `builtin` needs Neovim 0.12's vim.lsp.inline_completion.
+---@return 'ghost'|'popup'|'builtin'
+local function mode()
+  if M.options.mode == 'builtin' and not vim.lsp.inline_completion then
+    return 'ghost'
+  end
+  return M.options.mode
+end
+
 ---@param client vim.lsp.Client
 ---@param bufnr integer
 local function on_attach(client, bufnr)
-  local inline = vim.lsp.inline_completion
-  if
-    M.options.inline
-    and inline
-    and client:supports_method('textDocument/inlineCompletion', bufnr)
-  then
-    inline.enable(true, { bufnr = bufnr })
-    local key = M.options.accept_key
-    if key then
-      vim.keymap.set('i', key, function()
-        if not inline.get() then
-          return key
-        end
-      end, { buffer = bufnr, expr = true, desc = 'ghostwrite: accept the suggestion' })
-    end
-  elseif client:supports_method('textDocument/completion', bufnr) then
-    local provider = client.server_capabilities.completionProvider
-    provider.triggerCharacters = every_printable_char()
-    -- Without noselect the first suggestion would be inserted while the user keeps typing.
-    vim.bo[bufnr].completeopt = 'menuone,noselect,popup'
-    vim.lsp.completion.enable(true, client.id, bufnr, {
-      autotrigger = true,
-      convert = whole_suggestion,
-    })
+  local current = mode()
+  if current == 'popup' then
+    popup(client, bufnr, enabled)
+  elseif current == 'builtin' then
+    builtin(bufnr, enabled)
+  else
+    ghost.attach(client, bufnr)
+  end
+end
+
+---@param client vim.lsp.Client
+---@param bufnr integer
+local function on_detach(client, bufnr)
+  local current = mode()
+  if current == 'popup' then
+    popup(client, bufnr, false)
+  elseif current == 'builtin' then
+    vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
+  else
+    ghost.detach(bufnr)
   end
 end
 
@@ -124,7 +193,7 @@ local function execute(command, arguments, on_result)
   if not client then
     notify(
       'the server is not running here (open a ' .. table.concat(M.options.filetypes, '/')
-        .. ' buffer, or :GhostwriteToggle)',
+        .. ' buffer, or :Ghostwrite enable buffer)',
       vim.log.levels.ERROR
     )
     return
@@ -149,7 +218,7 @@ local function render(value)
 end
 
 --- Shows the server's status object (model, settings, training) as `key: value` lines.
-function M.status()
+function M.show_status()
   execute('ghostwrite.status', nil, function(result)
     local lines = { 'ghostwrite status' }
     if type(result) == 'table' then
@@ -189,22 +258,61 @@ function M.reload()
   end)
 end
 
---- Turns suggestions off in this buffer when on, and on (for any filetype) when off.
+--- Turns suggestions on or off in one buffer: off detaches the server from it, on attaches it
+--- whatever the buffer's filetype.
+---@param on boolean
 ---@param bufnr? integer
-function M.toggle(bufnr)
+local function enable_buffer(on, bufnr)
   bufnr = vim._resolve_bufnr(bufnr)
   local client = vim.lsp.get_clients({ name = NAME, bufnr = bufnr })[1]
-  if client then
-    vim.b[bufnr].ghostwrite_disabled = true
+  vim.b[bufnr].ghostwrite_disabled = not on
+  if not on and client then
     vim.lsp.buf_detach_client(bufnr, client.id)
-    notify('off in this buffer')
+  elseif on and not client then
+    local config = vim.deepcopy(vim.lsp.config[NAME])
+    config.root_dir = root_for(bufnr)
+    vim.lsp.start(config, { bufnr = bufnr })
+  end
+end
+
+--- Turns suggestions on or off everywhere (the server stays attached), or in one buffer.
+---@param on boolean
+---@param bufnr? integer A buffer (0: the current one) to change only that buffer.
+function M.enable(on, bufnr)
+  if bufnr then
+    enable_buffer(on, bufnr)
     return
   end
-  vim.b[bufnr].ghostwrite_disabled = false
-  local config = vim.deepcopy(vim.lsp.config[NAME])
-  config.root_dir = root_for(bufnr)
-  vim.lsp.start(config, { bufnr = bufnr })
-  notify('on in this buffer')
+  enabled = on
+  ghost.enable(on)
+  local current = mode()
+  if current ~= 'ghost' then
+    for _, client in ipairs(vim.lsp.get_clients({ name = NAME })) do
+      for attached in pairs(client.attached_buffers) do
+        if current == 'popup' then
+          popup(client, attached, on)
+        else
+          builtin(attached, on)
+        end
+      end
+    end
+  end
+  vim.cmd.redrawstatus()
+end
+
+---@param bufnr? integer
+---@return boolean
+function M.is_enabled(bufnr)
+  if bufnr then
+    return vim.lsp.get_clients({ name = NAME, bufnr = vim._resolve_bufnr(bufnr) })[1] ~= nil
+  end
+  return enabled
+end
+
+--- Flips |ghostwrite.enable()|: everywhere, or in one buffer.
+---@param bufnr? integer
+function M.toggle(bufnr)
+  M.enable(not M.is_enabled(bufnr), bufnr)
 end
 
 --- The training progress for a statusline ('' when idle).
@@ -212,6 +320,50 @@ end
 function M.progress()
   return progress_message
 end
+
+--- A short status for a statusline: the training progress while it runs; '' where the server
+--- is not attached; else `ghostwrite`, with `off`, `…` (asking) or the candidate shown (`1/3`).
+---@return string
+function M.status()
+  if progress_message ~= '' then
+    return progress_message
+  end
+  local bufnr = vim.api.nvim_get_current_buf()
+  if not vim.lsp.get_clients({ name = NAME, bufnr = bufnr })[1] then
+    return ''
+  end
+  if not enabled then
+    return 'ghostwrite off'
+  end
+  local state = ghost.state(bufnr)
+  return (state and state ~= '') and ('ghostwrite ' .. state) or 'ghostwrite'
+end
+
+local SUBCOMMANDS = { 'enable', 'disable', 'toggle' }
+
+---@param args string[]
+local function ghostwrite_command(args)
+  local action, scope = args[1], args[2]
+  if not vim.tbl_contains(SUBCOMMANDS, action) or (scope and scope ~= 'buffer') or args[3] then
+    notify('usage: :Ghostwrite enable|disable|toggle [buffer]', vim.log.levels.ERROR)
+    return
+  end
+  local bufnr = scope and 0 or nil
+  if action == 'toggle' then
+    M.toggle(bufnr)
+  else
+    M.enable(action == 'enable', bufnr)
+  end
+  local where = bufnr and ' in this buffer' or ''
+  notify((M.is_enabled(bufnr) and 'on' or 'off') .. where)
+end
+
+-- The ghost text's actions, for mappings of one's own (|ghostwrite-api|).
+M.accept = ghost.accept
+M.dismiss = ghost.dismiss
+M.cycle = ghost.cycle
+M.trigger = ghost.trigger
+M.visible = ghost.visible
 
 ---@param opts? ghostwrite.Options
 function M.setup(opts)
@@ -223,8 +375,20 @@ function M.setup(opts)
     end
   end
 
+  local current = mode()
+  local settings = vim.deepcopy(M.options.settings)
+  if current == 'ghost' then
+    -- The plugin debounces (it also cancels what is in flight); the server must not wait again.
+    ghost.config = {
+      debounce_ms = settings.debounceMs or 0,
+      auto_trigger = M.options.auto_trigger,
+      hide_during_completion = M.options.hide_during_completion,
+      keys = M.options.keys,
+    }
+    settings.debounceMs = 0
+  end
   -- An empty Lua table would go out as a JSON array; the server expects an object.
-  local settings = next(M.options.settings) and M.options.settings or vim.empty_dict()
+  settings = next(settings) and settings or vim.empty_dict()
   vim.lsp.config(NAME, {
     cmd = M.options.cmd,
     filetypes = M.options.filetypes,
@@ -236,8 +400,21 @@ function M.setup(opts)
     end,
     init_options = settings,
     settings = { [NAME] = settings },
+    -- The server offers popup items only to clients without inline completion, so the capability
+    -- decides what it sends (Neovim 0.11 announces none, 0.12 does).
+    before_init = function(params)
+      local text_document = params.capabilities.textDocument
+      if current == 'popup' then
+        text_document.inlineCompletion = nil
+      else
+        text_document.inlineCompletion = text_document.inlineCompletion
+          or { dynamicRegistration = false }
+      end
+    end,
   })
   vim.lsp.enable(NAME)
+
+  vim.api.nvim_set_hl(0, ghost.highlight, { link = 'Comment', default = true })
 
   local group = vim.api.nvim_create_augroup(NAME, { clear = true })
   vim.api.nvim_create_autocmd('LspAttach', {
@@ -254,7 +431,7 @@ function M.setup(opts)
     callback = function(args)
       local client = vim.lsp.get_client_by_id(args.data.client_id)
       if client and client.name == NAME then
-        vim.lsp.completion.enable(false, client.id, args.buf)
+        on_detach(client, args.buf)
       end
     end,
   })
@@ -269,14 +446,25 @@ function M.setup(opts)
   })
 
   local command = vim.api.nvim_create_user_command
-  command('GhostwriteStatus', M.status, { desc = 'ghostwrite: show the server status' })
+  command('Ghostwrite', function(args)
+    ghostwrite_command(args.fargs)
+  end, {
+    nargs = '+',
+    complete = function(lead, line)
+      local words = vim.split(line, '%s+', { trimempty = true })
+      local position = #words - (lead == '' and 0 or 1)
+      local choices = position == 1 and SUBCOMMANDS or position == 2 and { 'buffer' } or {}
+      return vim.tbl_filter(function(choice)
+        return vim.startswith(choice, lead)
+      end, choices)
+    end,
+    desc = 'ghostwrite: suggestions on/off, everywhere or in this buffer',
+  })
+  command('GhostwriteStatus', M.show_status, { desc = 'ghostwrite: show the server status' })
   command('GhostwriteTrain', function(args)
     M.train(args.args)
   end, { nargs = '?', complete = 'file', desc = 'ghostwrite: train on this workspace' })
   command('GhostwriteReload', M.reload, { desc = 'ghostwrite: reload the model' })
-  command('GhostwriteToggle', function()
-    M.toggle()
-  end, { desc = 'ghostwrite: suggestions on/off in this buffer' })
 end
 
 return M
