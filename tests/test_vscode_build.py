@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "editors" / "vscode"
 BUILD = ROOT / "build" / "vscode"
 GENERATED = {"node_modules", "out", "ghostwrite.vsix"}
+PROSE_LANGUAGES = ("plaintext", "markdown", "git-commit", "latex", "restructuredtext", "scminput")
 LOCK_STAMP = "node_modules/.ghostwrite-lock-sha256"
 
 needs_npm = pytest.mark.skipif(
@@ -86,7 +87,8 @@ def test_lockfile_matches_package_json() -> None:
 
 def test_settings_mirror_the_server_options() -> None:
     """package.json lists exactly the server's options, with the server's defaults and limits
-    (the settings UI shows them; the extension itself sends only what the user sets)."""
+    (the settings UI shows them; the extension itself sends only what the user sets), and the
+    extension's own on/off switch."""
     from dataclasses import MISSING, fields
 
     from ghostwrite.server.options import SECTION, ServerOptions, camel
@@ -95,6 +97,7 @@ def test_settings_mirror_the_server_options() -> None:
         "properties"
     ]
     client_only = {key for key in properties if key.startswith(f"{SECTION}.server.")}
+    client_only.add(f"{SECTION}.enable")
     expected = {}
     for f in fields(ServerOptions):
         default = f.default if f.default is not MISSING else f.default_factory()
@@ -113,4 +116,8 @@ def test_settings_mirror_the_server_options() -> None:
         for key, spec in properties.items()
         if key not in client_only
     }
+    # The extension completes in prose by default (its document selector), where the server
+    # completes in any language it is sent.
+    assert expected[f"{SECTION}.languages"]["default"] == ["*"]
+    expected[f"{SECTION}.languages"]["default"] = list(PROSE_LANGUAGES)
     assert mirrored == expected

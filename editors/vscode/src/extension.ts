@@ -1,7 +1,9 @@
 // VS Code client for the ghostwrite language server: starts `ghostwrite serve`, mirrors the
-// `ghostwrite.*` settings to it, and shows the model and training progress in the status bar.
-// Suggestions arrive through textDocument/inlineCompletion (ghost text), which
-// vscode-languageclient registers as a built-in feature since LSP 3.18.
+// `ghostwrite.*` settings to it, and shows the model, training progress and an on/off switch in
+// the status bar. Suggestions arrive through textDocument/inlineCompletion (ghost text), which
+// vscode-languageclient registers as a built-in feature since LSP 3.18. The client announces
+// inline completion, so the server registers no completion provider here and VS Code's own
+// suggestions are left alone.
 
 import * as vscode from 'vscode';
 import {
@@ -19,15 +21,20 @@ import {
 } from 'vscode-languageclient/node';
 import {
   describeStatus,
+  documentSelector,
+  ENABLE_KEY,
   explicitSettings,
+  isEnabled,
   LaunchError,
   type Manifest,
   modelLabel,
   type Progress,
+  PROSE_LANGUAGES,
   SECTION,
   serverLaunch,
   serverSettingKeys,
   statusBarText,
+  withEnabled,
 } from './settings';
 
 let client: LanguageClient | undefined;
@@ -41,10 +48,37 @@ function settings(scope?: vscode.Uri): Record<string, unknown> {
   return explicitSettings(settingKeys, (key) => config.inspect(key));
 }
 
+function enabledFor(language: string): boolean {
+  return isEnabled(vscode.workspace.getConfiguration(SECTION).get(ENABLE_KEY), language);
+}
+
 function updateStatusBar(): void {
-  statusBar.text = statusBarText(model, training);
-  statusBar.tooltip = 'ghostwrite: show the server status';
+  const language = vscode.window.activeTextEditor?.document.languageId;
+  statusBar.text = statusBarText(model, training, language ? enabledFor(language) : true);
+  statusBar.tooltip = 'ghostwrite: turn suggestions on or off, show the status';
   statusBar.show();
+}
+
+/** The status bar's menu: suggestions on/off for this language or everywhere, the status. */
+async function toggle(): Promise<void> {
+  const language = vscode.window.activeTextEditor?.document.languageId;
+  const config = vscode.workspace.getConfiguration(SECTION);
+  const setting = config.get(ENABLE_KEY);
+  const everywhere = isEnabled(setting, '*');
+  type Choice = vscode.QuickPickItem & { run: () => Thenable<unknown> };
+  const set = (scope: string, on: boolean) => () =>
+    config.update(ENABLE_KEY, withEnabled(setting, scope, on), vscode.ConfigurationTarget.Global);
+  const choices: Choice[] = [];
+  if (language) {
+    const on = isEnabled(setting, language);
+    choices.push({ label: `${on ? 'Disable' : 'Enable'} for ${language}`, run: set(language, !on) });
+  }
+  choices.push(
+    { label: `${everywhere ? 'Disable' : 'Enable'} everywhere`, run: set('*', !everywhere) },
+    { label: 'Show status', run: showStatus },
+  );
+  const choice = await vscode.window.showQuickPick(choices, { title: 'ghostwrite' });
+  await choice?.run();
 }
 
 function fail(action: string, err: unknown): void {
@@ -148,13 +182,13 @@ function createClient(): LanguageClient {
   const launch = serverLaunch(server.get<string>('path', ''), server.get<string>('pythonPath', ''));
   const serverOptions: ServerOptions = { ...launch, transport: TransportKind.stdio };
   const clientOptions: LanguageClientOptions = {
-    // The server decides where it completes (its `languages` and `filePatterns` settings).
-    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    documentSelector: documentSelector(
+      vscode.workspace.getConfiguration(SECTION).get<string[]>('languages', [...PROSE_LANGUAGES]),
+    ),
     initializationOptions: () => settings(),
     middleware: {
-      // VS Code shows suggestions as ghost text; the server's popup items are for editors
-      // without inline completion, and would only duplicate them here.
-      provideCompletionItem: () => undefined,
+      provideInlineCompletionItems: (document, position, context, token, next) =>
+        enabledFor(document.languageId) ? next(document, position, context, token) : undefined,
       workspace: {
         // Answer for the ghostwrite section with the user's explicit server settings only.
         configuration: async (params, token, next) => {
@@ -211,7 +245,14 @@ async function restart(): Promise<void> {
 }
 
 async function onConfigurationChange(event: vscode.ConfigurationChangeEvent): Promise<void> {
-  if (event.affectsConfiguration(`${SECTION}.server`)) {
+  if (event.affectsConfiguration(`${SECTION}.${ENABLE_KEY}`)) {
+    updateStatusBar();
+  }
+  // The document selector is fixed when the client starts.
+  if (
+    event.affectsConfiguration(`${SECTION}.server`) ||
+    event.affectsConfiguration(`${SECTION}.languages`)
+  ) {
     await restart();
   } else if (event.affectsConfiguration(SECTION) && client?.state === State.Running) {
     await client.sendNotification(DidChangeConfigurationNotification.type, {
@@ -223,10 +264,12 @@ async function onConfigurationChange(event: vscode.ConfigurationChangeEvent): Pr
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   settingKeys = serverSettingKeys(context.extension.packageJSON as Manifest);
   statusBar = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
-  statusBar.command = 'ghostwrite.showStatus';
+  statusBar.command = 'ghostwrite.toggle';
   updateStatusBar();
   context.subscriptions.push(
     statusBar,
+    vscode.commands.registerCommand('ghostwrite.toggle', toggle),
+    vscode.window.onDidChangeActiveTextEditor(updateStatusBar),
     vscode.commands.registerCommand('ghostwrite.trainModel', train),
     vscode.commands.registerCommand('ghostwrite.reloadModel', reload),
     vscode.commands.registerCommand('ghostwrite.showStatus', showStatus),

@@ -9,6 +9,19 @@ export const SECTION = 'ghostwrite';
 /** Settings under `ghostwrite.server.*` start the server; they are not sent to it. */
 const CLIENT_PREFIX = `${SECTION}.server.`;
 
+/** `ghostwrite.enable` switches suggestions in the extension; the server never sees it. */
+export const ENABLE_KEY = 'enable';
+
+/** The languages the extension completes in when `ghostwrite.languages` is not set: prose. */
+export const PROSE_LANGUAGES: readonly string[] = [
+  'plaintext',
+  'markdown',
+  'git-commit',
+  'latex',
+  'restructuredtext',
+  'scminput',
+];
+
 /** The part of `package.json` this module reads. */
 export interface Manifest {
   contributes: { configuration: { properties: Record<string, unknown> } };
@@ -28,7 +41,63 @@ export interface Inspected {
 export function serverSettingKeys(manifest: Manifest): string[] {
   return Object.keys(manifest.contributes.configuration.properties)
     .filter((key) => key.startsWith(`${SECTION}.`) && !key.startsWith(CLIENT_PREFIX))
-    .map((key) => key.slice(SECTION.length + 1));
+    .map((key) => key.slice(SECTION.length + 1))
+    .filter((key) => key !== ENABLE_KEY);
+}
+
+/** A document filter, as the LSP's `TextDocumentFilter` has it (a language, a scheme or both). */
+export type DocumentFilter = { language: string; scheme?: string } | { scheme: string };
+
+/**
+ * The documents the language client syncs and asks about: files and untitled documents of the
+ * `ghostwrite.languages` languages (any file for `*`), and the source control message box.
+ */
+export function documentSelector(languages: readonly string[]): DocumentFilter[] {
+  const schemes = ['file', 'untitled'];
+  if (languages.includes('*')) {
+    return schemes.map((scheme) => ({ scheme }));
+  }
+  return languages.flatMap((language) =>
+    // The commit message box is not a file: its documents have a scheme of their own.
+    language === 'scminput' ? [{ language }] : schemes.map((scheme) => ({ language, scheme })),
+  );
+}
+
+/**
+ * Whether suggestions are on for a language under `ghostwrite.enable`, an object of language ids
+ * (and `*` for the others) to booleans; the language's own entry wins.
+ */
+export function isEnabled(setting: unknown, language: string): boolean {
+  if (typeof setting !== 'object' || setting === null) {
+    return true;
+  }
+  const entries = setting as Record<string, unknown>;
+  const value = entries[language] ?? entries['*'];
+  return typeof value === 'boolean' ? value : true;
+}
+
+/**
+ * `ghostwrite.enable` after switching suggestions on or off for one language, or (for `*`)
+ * everywhere, which drops the languages' own entries.
+ */
+export function withEnabled(
+  setting: unknown,
+  language: string,
+  on: boolean,
+): Record<string, boolean> {
+  if (language === '*') {
+    return { '*': on };
+  }
+  const entries: Record<string, boolean> = {};
+  if (typeof setting === 'object' && setting !== null) {
+    for (const [key, value] of Object.entries(setting)) {
+      if (typeof value === 'boolean') {
+        entries[key] = value;
+      }
+    }
+  }
+  entries[language] = on;
+  return entries;
 }
 
 /**
@@ -88,12 +157,22 @@ export function modelLabel(status: unknown): string | undefined {
   return typeof model === 'string' && model !== '' ? path.basename(model) : undefined;
 }
 
-/** Status bar text: the training progress while it runs, else the model in use. */
-export function statusBarText(model: string | undefined, training: Progress | undefined): string {
+/**
+ * Status bar text: the training progress while it runs, else whether suggestions are off for the
+ * current editor, else the model in use.
+ */
+export function statusBarText(
+  model: string | undefined,
+  training: Progress | undefined,
+  enabled = true,
+): string {
   if (training && training.kind !== 'end') {
     const detail = training.message ?? training.title ?? 'training';
     const percent = training.percentage === undefined ? '' : ` ${Math.round(training.percentage)}%`;
     return `$(sync~spin) ghostwrite: ${detail}${percent}`;
+  }
+  if (!enabled) {
+    return '$(circle-slash) ghostwrite: off';
   }
   return `$(pencil) ghostwrite${model ? `: ${model}` : ''}`;
 }

@@ -7,18 +7,25 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import {
   describeStatus,
+  documentSelector,
   explicitSettings,
+  isEnabled,
   LaunchError,
   type Manifest,
   modelLabel,
+  PROSE_LANGUAGES,
   serverLaunch,
   serverSettingKeys,
   statusBarText,
+  withEnabled,
 } from '../settings';
 
 const root = path.join(__dirname, '..', '..');
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as Manifest & {
-  contributes: { commands: { command: string }[] };
+  contributes: {
+    commands: { command: string }[];
+    configuration: { properties: Record<string, { default?: unknown }> };
+  };
   main: string;
 };
 
@@ -28,6 +35,67 @@ describe('serverSettingKeys', () => {
     assert.ok(keys.includes('maxChars'));
     assert.ok(keys.includes('debounceMs'));
     assert.ok(!keys.some((key) => key.startsWith('server')));
+    assert.ok(!keys.includes('enable'), 'the on/off switch stays in the extension');
+  });
+});
+
+describe('documentSelector', () => {
+  it('defaults to the prose languages, as the Neovim plugin does', () => {
+    const languages = manifest.contributes.configuration.properties['ghostwrite.languages'];
+    assert.deepEqual(languages.default, [...PROSE_LANGUAGES]);
+    assert.deepEqual(PROSE_LANGUAGES, [
+      'plaintext',
+      'markdown',
+      'git-commit',
+      'latex',
+      'restructuredtext',
+      'scminput',
+    ]);
+  });
+
+  it('selects files and untitled documents of each language, and the commit message box', () => {
+    assert.deepEqual(documentSelector(['markdown', 'scminput']), [
+      { language: 'markdown', scheme: 'file' },
+      { language: 'markdown', scheme: 'untitled' },
+      { language: 'scminput' },
+    ]);
+  });
+
+  it('selects every file for *', () => {
+    assert.deepEqual(documentSelector(['markdown', '*']), [
+      { scheme: 'file' },
+      { scheme: 'untitled' },
+    ]);
+    assert.deepEqual(documentSelector([]), []);
+  });
+});
+
+describe('ghostwrite.enable', () => {
+  it('is on unless switched off, a language entry winning over *', () => {
+    assert.equal(isEnabled(undefined, 'markdown'), true);
+    assert.equal(isEnabled({ '*': true }, 'markdown'), true);
+    assert.equal(isEnabled({ '*': false }, 'markdown'), false);
+    assert.equal(isEnabled({ '*': false, markdown: true }, 'markdown'), true);
+    assert.equal(isEnabled({ markdown: false }, 'plaintext'), true);
+    assert.equal(isEnabled({ markdown: 'no' }, 'markdown'), true);
+  });
+
+  it('defaults to on in package.json', () => {
+    const enable = manifest.contributes.configuration.properties['ghostwrite.enable'];
+    assert.deepEqual(enable.default, { '*': true });
+  });
+
+  it('switches one language, or everywhere (dropping the languages)', () => {
+    const setting = { '*': true, latex: false };
+    assert.deepEqual(withEnabled(setting, 'markdown', false), {
+      '*': true,
+      latex: false,
+      markdown: false,
+    });
+    assert.deepEqual(withEnabled(setting, '*', false), { '*': false });
+    assert.deepEqual(withEnabled(undefined, 'latex', true), { latex: true });
+    assert.equal(isEnabled(withEnabled(setting, '*', false), 'latex'), false);
+    assert.deepEqual(setting, { '*': true, latex: false }, 'the old value is left alone');
   });
 });
 
@@ -82,6 +150,12 @@ describe('status bar', () => {
     assert.equal(statusBarText(undefined, undefined), '$(pencil) ghostwrite');
   });
 
+  it('says when suggestions are off, except while training', () => {
+    assert.equal(statusBarText('notes', undefined, false), '$(circle-slash) ghostwrite: off');
+    const running = statusBarText('notes', { kind: 'begin', title: 'training' }, false);
+    assert.equal(running, '$(sync~spin) ghostwrite: training');
+  });
+
   it('renders the status object as lines', () => {
     assert.deepEqual(describeStatus({ model: { path: '/m' }, busy: false }), [
       'model: {"path":"/m"}',
@@ -96,6 +170,11 @@ describe('package.json', () => {
     const registered = [...source.matchAll(/registerCommand\('([^']+)'/g)].map((m) => m[1]);
     const contributed = manifest.contributes.commands.map((c) => c.command);
     assert.deepEqual([...registered].sort(), [...contributed].sort());
+  });
+
+  it('registers no completion provider of its own', () => {
+    const source = readFileSync(path.join(root, 'src', 'extension.ts'), 'utf8');
+    assert.ok(!/provideCompletionItem|registerCompletionItemProvider/.test(source));
   });
 
   it('points main at the compiled extension', () => {
