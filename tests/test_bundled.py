@@ -1,6 +1,12 @@
 """The bundled default model ships inside the package, loads, and documents its training."""
 
+import string
+
+import numpy as np
+
 from ghostwrite.model import Completer, SearchOptions, files, load_model
+from ghostwrite.model.inference import log_softmax
+from ghostwrite.model.search import is_word_byte
 
 
 def test_bundled_model_loads_with_its_card():
@@ -12,14 +18,25 @@ def test_bundled_model_loads_with_its_card():
     assert model.config.vocab_size == 256
 
 
+def is_rest_of_a_word(text: str) -> bool:
+    """What the word stop rule lets through: anything up to a word's first byte, then only
+    word bytes and apostrophes."""
+    data = text.encode()
+    first = next((i for i, b in enumerate(data) if is_word_byte(b)), None)
+    return first is not None and all(is_word_byte(b) or b == ord("'") for b in data[first:])
+
+
 def test_bundled_model_completes_english():
     completer = Completer(load_model(files.bundled_model_dir()))
-    results = completer.complete(
-        "It was the best of times, it was the wor", SearchOptions(candidates=3)
-    )
+    text = "It was the best of times, it was the wor"
+    results = completer.complete(text, SearchOptions(candidates=3))
     assert len(results) == 3
-    assert all(r.text and r.text.isalpha() for r in results)  # the rest of a word, stop at its end
-    assert results[0].probability >= results[-1].probability
+    assert all(is_rest_of_a_word(r.text) for r in results)
+    probabilities = [r.probability for r in results]
+    assert probabilities == sorted(probabilities, reverse=True)
+    # English: after "wor" a word goes on (the model gives letters 0.9996 of its mass).
+    next_byte = np.exp(log_softmax(completer.next_logits.astype(np.float64)))
+    assert next_byte[[ord(c) for c in string.ascii_lowercase]].sum() > 0.9
 
 
 def test_the_default_model_is_the_bundled_one_without_a_personal_model(tmp_path, monkeypatch):

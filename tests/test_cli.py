@@ -1,4 +1,4 @@
-"""The ghostwrite command: exit codes, one-line errors, complete and info on a real model."""
+"""The ghostwrite command: exit codes, one-line errors, complete and info on a scripted model."""
 
 import json
 import os
@@ -50,23 +50,29 @@ def test_missing_model_is_one_clear_error():
     assert "cannot load model" in result.stderr and "/nonexistent" in result.stderr
 
 
-def test_complete_prints_the_same_continuation_as_the_library(tiny_model_dir):
+def test_complete_prints_the_same_continuation_as_the_library(scripted_model_dir):
     from ghostwrite.model import Completer, SearchOptions, load_model
+    from tests.scripted import LAZY_TEXT
 
-    text = "The quick brown fox jumps over the "
-    expected = Completer(load_model(tiny_model_dir)).complete(text, SearchOptions(candidates=2))
+    completer = Completer(load_model(scripted_model_dir))
+    expected = completer.complete(LAZY_TEXT, SearchOptions(candidates=2))
+    assert len(expected) == 2 and expected[0].text == "zy"
     result = ghostwrite(
-        "complete", "--model", str(tiny_model_dir), "--json", "--candidates", "2", text
+        "complete", "--model", str(scripted_model_dir), "--json", "--candidates", "2", LAZY_TEXT
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     assert [c["text"] for c in printed] == [c.text for c in expected]
-    plain = ghostwrite("complete", "--model", str(tiny_model_dir), "-", stdin=text)
-    assert plain.stdout.rstrip("\n") == expected[0].text
+    plain = ghostwrite("complete", "--model", str(scripted_model_dir), "-", stdin=LAZY_TEXT)
+    assert plain.stdout.rstrip("\n") == "zy"
 
 
-def test_info_prints_the_card(tiny_model_dir):
-    result = ghostwrite("info", str(tiny_model_dir), "--json")
+def test_info_prints_the_card(scripted_model_dir):
+    from ghostwrite.model.files import parameter_count
+    from tests.scripted import CONFIG
+
+    result = ghostwrite("info", str(scripted_model_dir), "--json")
     assert result.returncode == 0
     info = json.loads(result.stdout)
-    assert info["config"]["n_emb"] == 32 and info["card"]["parameters"] > 0
+    assert info["config"] == CONFIG.to_dict()
+    assert info["card"]["parameters"] == parameter_count(CONFIG)
