@@ -7,7 +7,7 @@ import pytest
 from ghostwrite.model import Completer, SearchOptions, make_sampler
 from ghostwrite.model.inference import log_softmax
 from ghostwrite.model.tokenizer import encode
-from tests.scripted import LAZY, LAZY_TEXT, Successors, scripted_model
+from tests.scripted import LAZY, LAZY_TEXT, Successors, log_probabilities, scripted_model
 
 
 def test_greedy_sampler_takes_the_argmax():
@@ -43,6 +43,14 @@ def test_invalid_options_are_refused():
 
 def completer(successors: Successors) -> Completer:
     return Completer(scripted_model(successors))
+
+
+def test_a_scripted_model_predicts_the_next_byte_from_its_table():
+    tokens = encode(LAZY_TEXT + "\nlazy")
+    logits = completer(LAZY).prepare(tokens, room=8)
+    np.testing.assert_allclose(
+        log_softmax(logits.astype(np.float64)), log_probabilities(LAZY)[tokens], atol=1e-5
+    )
 
 
 def test_beam_search_returns_candidates_best_first():
