@@ -160,7 +160,7 @@ def phases(repeat: int, streams: int) -> list[tuple[str, float]]:
 
 
 def stock_attention(self: gpt.CausalSelfAttention, x: mx.array) -> mx.array:
-    """The attention before issue 7: MLX's fused-attention op (ordinary ops on CPU)."""
+    """MLX's stock attention: its fused-attention op (ordinary ops on CPU)."""
     B, T, C = x.shape
     D = C // self.n_heads
     q, k, v = self.qkv(x).reshape(B, T, 3, self.n_heads, D).transpose(2, 0, 3, 1, 4)

@@ -6,8 +6,8 @@ of the previous suggestion, its rest is still the answer: it is returned with it
 renormalised, with no search at all (a decode step costs ~0.3 ms here; a keystroke that follows
 the suggestion costs one step). Texts longer than the context slide a window every ``slack``
 characters, never indexed past the end. The next window is prefilled ahead of time in a second
-cache, a few tokens per call, so sliding costs about one step instead of a full prefill (which
-was the latency tail: one keystroke in ``slack`` paid ~70 positions at once).
+cache, a few tokens per call, so sliding costs about one step instead of a full prefill (a full
+prefill would be the latency tail: one keystroke in ``slack`` paying ~70 positions at once).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The session's tiny model, trained in process and saved, loads and has learned its prose: how
+"""The test suite's tiny model, trained in process and saved, loads and has learned its prose: how
 well exactly depends on the machine (BLAS, CPU, threads), so only a wide margin is checked."""
 
 import math
