@@ -1,4 +1,4 @@
-"""Security properties from the robustness issue: the TCP mode listens on loopback only unless
+"""Security properties: the TCP mode listens on loopback only unless
 asked, and nothing that loads models or data can execute code (no pickle anywhere, numpy loads
 with allow_pickle=False)."""
 

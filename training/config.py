@@ -52,7 +52,7 @@ class TrainConfig:
     # Optimisation: the article's AdamW plus warm-up, cosine decay to min_lr_ratio * lr,
     # gradient clipping and weight decay on matrices only. The article's batch 64, lr 1e-3 and
     # dropout 0.1 learn far slower in the minutes a laptop gives: on tinyshakespeare (same
-    # tokens/s) val loss after 3 minutes was 2.28 with them, 1.735 with batch 8, lr 3e-3 and no
+    # tokens/s) AdamW's val loss after 3 minutes is 2.28 with them, 1.735 at batch 8, lr 3e-3, no
     # dropout; after 10 minutes 2.014 against 1.563 (bench/README.md, "Sample efficiency").
     # Muon learns more per step from bigger batches, and bigger batches run faster here.
     batch_size: int = 32  # global: split across distributed ranks
