@@ -18,7 +18,7 @@ table, patched in place), loads it and its libquadmath by path, then the OpenBLA
 matches the already-loaded soname. Weighed against the other ways:
 
 - ``apt install libgfortran5``: needs root and a step outside ``pip install``; the system copy is
-  still used when numpy's is missing (numpy built from source).
+  the fallback when numpy's is missing (numpy built from source).
 - ``scipy-openblas32``: bundles its runtime, but its symbols are prefixed (``scipy_cblas_sgemm``),
   so MLX's calls would need a compiled shim, and a compiler at install time.
 - ``mkl``: plain ``cblas_*`` and no Fortran runtime, but ~200 MB of wheels under Intel's
@@ -146,30 +146,29 @@ def _private_fortran_runtime(source: Path) -> Path:
 
 
 def _load_openblas(path: Path) -> str | None:
-    """Load the OpenBLAS globally, with the system's Fortran runtime or else numpy's. Returns
-    None on success, else why it failed."""
+    """Load the OpenBLAS globally with numpy's Fortran runtime (one path on every machine,
+    whatever system packages it has), else the system's. Returns None on success, else why it
+    failed."""
     global _openblas, _fortran_runtime
-    try:
-        _openblas = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-        _fortran_runtime = "system"
-        return None
-    except OSError as err:
-        if FORTRAN_SONAME not in str(err):
-            return str(err)
-        system_error = str(err)
+    numpy_error = "numpy carries no libgfortran"
     runtime = _numpy_fortran_runtime()
-    if runtime is None:
-        return system_error
-    fortran, needed = runtime
+    if runtime is not None:
+        fortran, needed = runtime
+        try:
+            for library in needed:
+                ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+            private = _private_fortran_runtime(fortran)
+            ctypes.CDLL(str(private), mode=ctypes.RTLD_GLOBAL)
+            _openblas = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+            _fortran_runtime = str(private)
+            return None
+        except (OSError, ValueError) as err:
+            numpy_error = f"numpy's libgfortran did not load ({err})"
     try:
-        for library in needed:
-            ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
-        private = _private_fortran_runtime(fortran)
-        ctypes.CDLL(str(private), mode=ctypes.RTLD_GLOBAL)
         _openblas = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-    except (OSError, ValueError) as err:
-        return f"{system_error}; numpy's copy did not load either ({err})"
-    _fortran_runtime = str(private)
+    except OSError as err:
+        return f"{numpy_error}; {err}"
+    _fortran_runtime = "system"
     return None
 
 
