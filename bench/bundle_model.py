@@ -1,11 +1,13 @@
 """Package a trained model as ghostwrite's bundled default (``model/bundled``).
 
-    python bench/bundle_model.py TRAINED_MODEL_DIR BOOK... [--out model/bundled]
+    python bench/bundle_model.py TRAINED_MODEL_DIR PATH... [--exclude GLOB] [--out model/bundled]
 
-Stores the weights as float16 (half the size; the bundled model's predictions barely move, which
-this script measures on the held-out books and prints), and adds to the card what a reader of
-``ghostwrite info`` wants to know: each book, whether it was trained on or held out, and where it
-came from (``SOURCES.tsv`` beside the books).
+PATH... and --exclude are the ones the model was trained with. Stores the weights as float16
+(half the size; this script measures on the held-out files that predictions barely move, and
+prints it), and adds to the card what a reader of ``ghostwrite info`` wants to know: every file,
+whether it was trained on or held out (the training run's card names the held-out files), where
+it came from and under which licence (the ``SOURCES.tsv`` beside the files), and the attribution
+a licence asks for.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ghostwrite.model import files, tokenizer
-from ghostwrite.training.corpus import choose_validation, normalise, scan
+from ghostwrite.model import backend, files, tokenizer
+
+backend.setup_mlx()  # before mlx.core (imported by evaluate): the fast BLAS
+from ghostwrite.training.corpus import normalise, scan
 from ghostwrite.training.evaluate import evaluate_tokens, load_mlx_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,51 +40,80 @@ def training_stages(model_dir: Path) -> list[dict[str, object]]:
     return stages
 
 
+# The licence of the six shared books (their SOURCES.tsv has no licence column).
+GUTENBERG_LICENCE = "public domain (US); Project Gutenberg edition with its licence text"
+# What the corpus README asks of anyone using Open Source Guides (CC-BY-4.0).
+ATTRIBUTIONS = {
+    "opensource-guide.txt": "Content based on github.com/github/opensource.guide used under the "
+    "CC-BY-4.0 license."
+}
+
+
+def read_sources(folders: set[Path]) -> dict[str, dict[str, str]]:
+    """Each file's source and licence from the SOURCES.tsv files of the given folders."""
+    sources: dict[str, dict[str, str]] = {}
+    for folder in folders:
+        path = folder / "SOURCES.tsv"
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                repo = row.get("source_repository") or row.get("source_repo") or ""
+                where = row.get("paths") or row.get("path") or ""
+                licence = row.get("licence") or (
+                    GUTENBERG_LICENCE if row["file"].startswith("gutenberg-") else "unknown"
+                )
+                sources[row["file"]] = {"source": f"github.com/{repo}/{where}", "licence": licence}
+    return sources
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trained", type=Path)
-    parser.add_argument("books", nargs="+", type=Path)
+    parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("--exclude", action="append", default=[], metavar="GLOB")
     parser.add_argument("--out", type=Path, default=ROOT / "model" / "bundled")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
     args = parser.parse_args()
 
     trained = files.load_model(args.trained)
-    corpus = scan(args.books)
-    held_out = {f.sha256 for f in choose_validation(corpus.files, args.val_fraction) or []}
-    sources_path = args.books[0].parent / "SOURCES.tsv"
-    sources = {}
-    if sources_path.exists():
-        with sources_path.open(encoding="utf-8") as handle:
-            sources = {row["file"]: row for row in csv.DictReader(handle, delimiter="\t")}
-    books = []
-    for f in corpus.files:
-        source = sources.get(f.path.name, {})
-        books.append(
+    corpus = scan(args.paths, exclude=args.exclude)
+    held_out = set(trained.card.get("corpus", {}).get("val_file_names", []))
+    if not held_out:
+        raise SystemExit(f"{args.trained}'s card names no held-out files (train with --hold-out)")
+    sources = read_sources({f.path.parent for f in corpus.files})
+    trained_on = []
+    for f in sorted(corpus.files, key=lambda f: f.path.name):
+        source = sources.get(f.path.name, {"source": "unknown", "licence": "unknown"})
+        trained_on.append(
             {
                 "file": f.path.name,
-                "role": "validation" if f.sha256 in held_out else "training",
+                "role": "validation" if f.path.name in held_out else "training",
                 "characters": f.chars,
-                "source": f"github.com/{source['source_repo']}/{source['path']}"
-                if source
-                else "unknown",
+                **source,
             }
         )
 
     card = dict(trained.card)
-    card["trained_on"] = books
+    card["trained_on"] = trained_on
+    card["attribution"] = [
+        text for name, text in ATTRIBUTIONS.items() if any(e["file"] == name for e in trained_on)
+    ]
     card["training_stages"] = training_stages(args.trained)
     card["bundled"] = "float16 weights; " + (trained.card.get("command") or "")
     files.save_model(args.out, trained.config, trained.weights, card, dtype=np.float16)
 
     bundled = files.load_model(args.out)
     for f in corpus.files:
-        if f.sha256 not in held_out:
+        if f.path.name not in held_out:
             continue
         text, _ = normalise(f.path.read_bytes())
         tokens = tokenizer.encode(text)
-        full = evaluate_tokens(load_mlx_model(trained), tokens).bits_per_char
-        half = evaluate_tokens(load_mlx_model(bundled), tokens).bits_per_char
-        print(f"{f.path.name}: {full:.4f} bits/char float32, {half:.4f} float16")
+        full = evaluate_tokens(load_mlx_model(trained), tokens)
+        half = evaluate_tokens(load_mlx_model(bundled), tokens)
+        print(
+            f"{f.path.name}: {full.bits_per_char:.4f} bits/char float32, "
+            f"{half.bits_per_char:.4f} float16, {half.chars} chars"
+        )
     size = sum(p.stat().st_size for p in args.out.iterdir())
     print(f"wrote {args.out} ({size / 1e6:.2f} MB)")
 
