@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -121,14 +122,18 @@ def _check(f: Any, value: Any) -> Any:
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ValueError("expected true or false")
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-            raise ValueError("expected a whole number")
-        value = int(value)
-    elif isinstance(default, float):
+    elif isinstance(default, (int, float)):
+        # JSON's 1e999 arrives as infinity; NaN and infinities are never a setting.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("expected a number")
-        value = float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        if isinstance(default, int):
+            if value != int(value):
+                raise ValueError("expected a whole number")
+            value = int(value)
+        else:
+            value = float(value)
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise ValueError("expected a string")
@@ -167,7 +172,9 @@ def parse_options(settings: Any) -> tuple[ServerOptions, list[str]]:
         try:
             values[f.name] = _check(f, value)
         except ValueError as err:
-            problems.append(f"{key}={json.dumps(value)}: {err}")
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."  # one readable line
+            problems.append(f"{key}={shown}: {err}")
     return replace(ServerOptions(), **values), problems
 
 

@@ -32,7 +32,7 @@ from pygls.exceptions import (
 )
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
-from .transport import FrameError
+from .transport import MAX_DEPTH, FrameError, too_deep
 
 if TYPE_CHECKING:
     from .server import GhostwriteServer
@@ -83,6 +83,13 @@ class GhostwriteProtocol(LanguageServerProtocol):
         """One framed message off the wire (or a framing error)."""
         if isinstance(frame, FrameError):
             log.warning("ignored malformed input: %s", frame.reason)
+            if frame.answer:
+                self._send_error(None, JsonRpcInvalidRequest(frame.reason))
+            return
+        if too_deep(frame):
+            reason = f"JSON nested deeper than {MAX_DEPTH} levels"
+            log.warning("ignored a message: %s", reason)
+            self._send_error(None, JsonRpcInvalidRequest(reason))
             return
         try:
             message = json.loads(frame, object_hook=self.structure_message)
@@ -142,6 +149,19 @@ class GhostwriteProtocol(LanguageServerProtocol):
         if document is not None and document.inline_completion is not None:
             result.capabilities.completion_provider = None
         return result
+
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
+        """pygls's shutdown, cancelling the requests in flight over a copy of their table: a
+        cancelled command's callback removes its entry at once, and iterating the table itself
+        then failed the shutdown."""
+        if (user_handler := self.fm.features.get(types.SHUTDOWN)) is not None:
+            yield user_handler, args, None
+        current_id = self.msg_id
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current_id and not future.done():
+                future.cancel()
+        self._shutdown = True
 
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> None:

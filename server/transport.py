@@ -3,7 +3,9 @@
 pygls's reader loses its place for good after a wrong ``Content-Length`` or a header line it does
 not expect, and a length that is too long blocks it waiting for bytes that never come. This
 parser resynchronises on the next ``Content-Length:`` header instead, so the client's next
-request is still answered.
+request is still answered. A message larger than ``MAX_MESSAGE_BYTES`` is skipped unread and one
+nested deeper than ``MAX_DEPTH`` is never parsed (``too_deep``): both are answered with a
+JSON-RPC error instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 HEADER_END = b"\r\n\r\n"
 HEADER_START = re.compile(rb"content-length\s*:", re.IGNORECASE)
 HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9-]*[ \t]*:")
@@ -25,6 +29,15 @@ INNER_HEADER = re.compile(rb"content-length[ \t]*:[ \t]*\d+[ \t]*\r\n", re.IGNOR
 CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*(\d+)[ \t]*(?:\r\n|$)", re.IGNORECASE)
 MAX_HEADER = 4096
 MAX_JUNK = 1 << 20
+# A 64 MiB document is far past what completion is for; the limit bounds the buffer.
+MAX_MESSAGE_BYTES = 64 << 20
+# LSP's own messages nest about ten levels; past this a message is refused unparsed (Python's
+# parser and everything after it recurse once per level).
+MAX_DEPTH = 100
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+BRACKET_STEP = np.zeros(256, np.int8)
+BRACKET_STEP[[ord("{"), ord("[")]] = 1
+BRACKET_STEP[[ord("}"), ord("]")]] = -1
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,16 @@ class FrameError:
     """Bytes that could not be framed as a message; ``reason`` says why."""
 
     reason: str
+    answer: bool = False  # tell the client (a JSON-RPC error with a null id), not just log
+
+
+def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON ``body`` nests arrays and objects deeper than ``limit``, without parsing it
+    (brackets inside strings do not count)."""
+    if body.count(b"{") + body.count(b"[") <= limit:
+        return False  # the common case, without looking further
+    steps = BRACKET_STEP[np.frombuffer(JSON_STRING.sub(b"", body), np.uint8)]
+    return int(np.cumsum(steps, dtype=np.int64).max(initial=0)) > limit
 
 
 class FrameParser:
@@ -39,6 +62,7 @@ class FrameParser:
 
     def __init__(self) -> None:
         self.buffer = bytearray()
+        self.skipping = 0  # bytes of an oversized body still to drop
 
     def feed(self, data: bytes) -> list[bytes | FrameError]:
         self.buffer += data
@@ -63,7 +87,18 @@ class FrameParser:
         del self.buffer[:cut]
         return FrameError(f"bytes outside a message: {junk[:40]!r}") if junk.strip() else None
 
+    def _skip(self) -> bool:
+        """Drop what is left of an oversized body; True once it is gone. A header inside it
+        means the declared length was wrong: the next message starts there."""
+        inner = INNER_HEADER.search(self.buffer, 0, self.skipping)
+        cut = inner.start() if inner else min(self.skipping, len(self.buffer))
+        del self.buffer[:cut]
+        self.skipping = 0 if inner else self.skipping - cut
+        return not self.skipping
+
     def _next(self) -> bytes | FrameError | None:
+        if self.skipping and not self._skip():
+            return None
         while self.buffer[:1].isspace():
             del self.buffer[:1]
         if not self.buffer:
@@ -89,6 +124,14 @@ class FrameParser:
             del self.buffer[:body_start]
             return FrameError(f"invalid header {header[:80]!r}")
         length = int(match.group(1))
+        if length > MAX_MESSAGE_BYTES:
+            del self.buffer[:body_start]
+            self.skipping = length
+            return FrameError(
+                f"a message of {length:,} bytes is larger than the limit of "
+                f"{MAX_MESSAGE_BYTES >> 20} MiB",
+                answer=True,
+            )
         available = self.buffer[body_start : body_start + length]
         # A header inside the body means the declared length was wrong: the body ends there.
         inner = INNER_HEADER.search(available)
@@ -109,9 +152,11 @@ class FrameParser:
 
 
 def _is_json(body: bytes) -> bool:
+    if too_deep(body):
+        return False
     try:
         json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
 
