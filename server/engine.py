@@ -314,6 +314,12 @@ class Engine:
     def forget(self, uri: str) -> None:
         self._worker.submit(self._suggesters.pop, uri, None)
 
+    def forget_all(self) -> None:
+        """Drop every document's cache and the dictionary: the next client starts afresh."""
+        self.stats = WordStats()
+        self.workspace = None
+        self._worker.submit(self._suggesters.clear)
+
     def cancel_all(self) -> None:
         for job in self._jobs:
             job.cancelled.set()

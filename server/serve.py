@@ -1,15 +1,18 @@
-"""``ghostwrite serve``: run the language server (stdio by default, or one TCP connection)."""
+"""``ghostwrite serve``: run the language server (stdio, or TCP with one client at a time)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
 from ghostwrite.model import files
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Over TCP, a connection that has not sent ``initialize`` by then is dropped for the next one.
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -22,6 +25,13 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0 to 65535, got {number}")
     return host.strip("[]") or "127.0.0.1", number
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tcp",
         metavar="[HOST:]PORT",
         type=parse_address,
-        help="listen on a TCP port instead of stdio (host defaults to 127.0.0.1)",
+        help="listen on a TCP port instead of stdio (host defaults to 127.0.0.1). Clients are "
+        "served one at a time: when one disconnects, or sends no initialize within "
+        "--handshake-timeout seconds, the next connection is served; `exit` ends the server",
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=_positive_seconds,
+        default=HANDSHAKE_TIMEOUT_S,
+        metavar="S",
+        help=f"with --tcp: seconds a client has to send initialize ({HANDSHAKE_TIMEOUT_S:g})",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="stderr log level")
     serve.add_argument(
@@ -86,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
 
-        return server.run_tcp(host, port, ready)
+        return server.run_tcp(host, port, ready, args.handshake_timeout)
     if interactive:
         print(
             f"ghostwrite {files.version()} language server ({model}) speaking LSP on stdin/stdout: "

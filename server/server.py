@@ -59,6 +59,7 @@ class GhostwriteServer(LanguageServer):
         self._shown: set[str] = set()
         self._refused: tuple[Path, Any] | None = None
         self._pending: tuple[Path, Any] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -85,33 +86,57 @@ class GhostwriteServer(LanguageServer):
         asyncio.run(self._main(serve))
         return self.exit_code
 
-    def run_tcp(self, host: str, port: int, ready: Callable[[str], None]) -> int:
-        """Serve one client connection on host:port."""
+    def run_tcp(
+        self,
+        host: str,
+        port: int,
+        ready: Callable[[str], None],
+        handshake_timeout: float,
+    ) -> int:
+        """Serve clients on host:port one at a time until one sends ``exit``. A client that
+        disconnects (even mid-message) or sends no ``initialize`` within ``handshake_timeout``
+        seconds is dropped and the next connection is served; connections made meanwhile wait
+        their turn, so a silent local process cannot lock the editor out."""
 
         async def serve() -> None:
-            assert self.loop is not None
-            connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
-            connected = self.loop.create_future()
-
-            def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                if connected.done():
-                    writer.close()  # one editor per server process
-                else:
-                    connected.set_result((reader, writer))
-
-            server = await asyncio.start_server(on_connect, host, port)
+            assert self.loop is not None and self._stopped is not None
+            waiting: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+            waiting = asyncio.Queue()
+            server = await asyncio.start_server(
+                lambda reader, writer: waiting.put_nowait((reader, writer)), host, port
+            )
             ready(", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in server.sockets))
-            reader, writer = await connected
             loop = self.loop
+            self._start_serving()
+            stopped = asyncio.create_task(self._stopped.wait())
+            try:
+                while not self._stopped.is_set():
+                    accepted = asyncio.create_task(waiting.get())
+                    await asyncio.wait({accepted, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    if not accepted.done():
+                        accepted.cancel()
+                        break
+                    reader, writer = accepted.result()
 
-            def write(data: bytes) -> None:
-                loop.call_soon_threadsafe(writer.write, data)
+                    def write(data: bytes, writer: asyncio.StreamWriter = writer) -> None:
+                        loop.call_soon_threadsafe(writer.write, data)
 
-            async def read() -> bytes:
-                return await reader.read(1 << 16)
+                    async def read(reader: asyncio.StreamReader = reader) -> bytes:
+                        try:
+                            return await reader.read(1 << 16)
+                        except ConnectionError:
+                            return b""
 
-            await self._serve(read, FrameWriter(write))
-            server.close()
+                    await self._session(read, FrameWriter(write), handshake_timeout)
+                    writer.close()
+                    if not self._stopped.is_set():
+                        self._new_session()
+            finally:
+                stopped.cancel()
+                server.close()
+                while not waiting.empty():
+                    waiting.get_nowait()[1].close()
+                self._stop_serving()
 
         asyncio.run(self._main(serve))
         return self.exit_code
@@ -122,18 +147,52 @@ class GhostwriteServer(LanguageServer):
         await serve()
 
     async def _serve(self, read: Callable[[], Awaitable[bytes]], writer: FrameWriter) -> None:
-        assert self._stopped is not None
-        self.protocol.set_writer(writer)
+        """Serve the one client of stdio."""
+        self._start_serving()
+        try:
+            await self._session(read, writer, None)
+        finally:
+            self._stop_serving()
+
+    def _start_serving(self) -> None:
         self.load_initial_model()
-        watcher = asyncio.create_task(self.watch_model())
+        self._watcher = asyncio.create_task(self.watch_model())
+
+    def _stop_serving(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        self.engine.close()
+        self.training.stop()
+
+    async def _session(
+        self,
+        read: Callable[[], Awaitable[bytes]],
+        writer: FrameWriter,
+        handshake_timeout: float | None,
+    ) -> None:
+        """One client's messages until it leaves, sends ``exit``, or (with a
+        ``handshake_timeout``) sends no ``initialize`` in time."""
+        assert self._stopped is not None and self.loop is not None
+        self.protocol.set_writer(writer)
         parser = FrameParser()
         stopped = asyncio.create_task(self._stopped.wait())
+        deadline = None if handshake_timeout is None else self.loop.time() + handshake_timeout
         try:
             while not self._stopped.is_set():
                 reading = asyncio.create_task(read())
-                await asyncio.wait({reading, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                timeout = None
+                if deadline is not None and self.protocol._workspace is None:
+                    timeout = max(0.0, deadline - self.loop.time())
+                await asyncio.wait(
+                    {reading, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not reading.done():
                     reading.cancel()
+                    if not self._stopped.is_set():
+                        log.warning(
+                            "dropped a client that sent no initialize within %g s",
+                            handshake_timeout,
+                        )
                     break
                 chunk = reading.result()
                 if not chunk:
@@ -143,10 +202,29 @@ class GhostwriteServer(LanguageServer):
                     if self._stopped.is_set():
                         break
         finally:
-            watcher.cancel()
             stopped.cancel()
-            self.engine.close()
-            self.training.stop()
+
+    def _new_session(self) -> None:
+        """Forget the last client (its documents, settings, requests and training) before the
+        next one connects; the loaded model and the model watcher carry on."""
+        protocol = self.protocol
+        for future in list(protocol._request_futures.values()):
+            future.cancel()
+        protocol._request_futures.clear()
+        protocol._result_types.clear()
+        protocol._workspace = None
+        protocol._shutdown = False
+        self.training.stop()
+        self.engine.cancel_all()
+        self.engine.forget_all()
+        self.documents = Documents()
+        self.init_settings = self.workspace_settings = None
+        served = self.engine.model.path if self.engine.model else None
+        self.options = ServerOptions()
+        self.encoding = UTF16
+        self._shown.clear()
+        if served != self.model_dir():
+            self.load_initial_model()
 
     # ---- messages to the user ----------------------------------------------------------------
 
@@ -499,8 +577,7 @@ def create_server(model: str | None = None) -> GhostwriteServer:
 
     @server.command("ghostwrite.train")
     async def train(ls: GhostwriteServer, *args: Any) -> dict[str, Any]:
-        request = args[0] if args and isinstance(args[0], dict) else {}
-        return await ls.training.start(request)
+        return await ls.training.start(args)
 
     @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def progress_cancel(ls: GhostwriteServer, params: types.WorkDoneProgressCancelParams) -> None:

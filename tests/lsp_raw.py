@@ -42,8 +42,13 @@ class RawClient:
     """The server as a subprocess; every byte it writes to stdout is recorded and must frame."""
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
+        root: Path | None = None,
     ) -> None:
+        self.root = root  # the workspace folder ``initialize`` names (None: no workspace)
         self.process = subprocess.Popen(
             [*wrapper, sys.executable, "-m", "ghostwrite.server", *args],
             stdin=subprocess.PIPE,
@@ -116,8 +121,10 @@ class RawClient:
         return self.response(self.request(method, params))
 
     def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+        root_uri = self.root.resolve().as_uri() if self.root is not None else None
         result = self.call(
-            "initialize", {"processId": None, "rootUri": None, "capabilities": capabilities or {}}
+            "initialize",
+            {"processId": None, "rootUri": root_uri, "capabilities": capabilities or {}},
         )
         self.notify("initialized", {})
         return result

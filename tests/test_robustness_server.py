@@ -281,7 +281,9 @@ def client_with_training_notes(model_dir: Path, tmp_path: Path) -> tuple[RawClie
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "a.txt").write_text(TEXT * 400)
-    client = RawClient("--model", str(model_dir), env={"XDG_DATA_HOME": str(tmp_path)})
+    client = RawClient(
+        "--model", str(model_dir), env={"XDG_DATA_HOME": str(tmp_path)}, root=tmp_path
+    )
     return client, {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
 
 
