@@ -1,17 +1,56 @@
-"""The ``ghostwrite`` command: a thin dispatcher over the model, training and server packages."""
+"""The ``ghostwrite`` command: a thin dispatcher over the model, training and server packages.
+
+Importing this module imports nothing heavy: ``main`` does, with Ctrl-C held back until the
+imports are done, so an interrupt at any moment ends the command quietly (exit code 130), never
+with a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
+import _signal
+import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
 
-from ghostwrite.model import files
-from ghostwrite.model.search import STOP_RULES, SearchOptions
+# The console script imports this module and calls ``main`` at once: hold Ctrl-C back from the
+# very start (``_signal`` is the C module; ``signal`` imports enum, itself slow enough to be
+# interrupted). ``main`` acts on it once the imports are done.
+_early_interrupts: list[int] = []
+_EARLY = os.path.basename(sys.argv[0]) == "ghostwrite"
+if _EARLY:
+    _signal.signal(_signal.SIGINT, lambda signum, _frame: _early_interrupts.append(signum))
 
-DEFAULTS = SearchOptions()
+import argparse  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import TYPE_CHECKING, NoReturn  # noqa: E402
+
+if TYPE_CHECKING:
+    from ghostwrite.model import files
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while modules import, then act on it: numpy turns an interrupt in the
+    middle of its import into an ImportError, which optional imports swallow (the command then
+    ran on) or which ends in a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    global _EARLY
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    if _EARLY:  # the module's own holding handler: Python's usual one comes back after this
+        previous, _EARLY = signal.default_int_handler, False
+        caught += _early_interrupts
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,6 +77,8 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_or_exit(name: str | None) -> files.ModelFiles:
+    from ghostwrite.model import files
+
     try:
         return files.load_model(files.resolve_model_dir(name))
     except files.ModelFileError as err:
@@ -45,7 +86,9 @@ def load_or_exit(name: str | None) -> files.ModelFiles:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from ghostwrite.model.completer import Completer
+    with interrupts_deferred():
+        from ghostwrite.model.completer import Completer
+        from ghostwrite.model.search import SearchOptions
 
     text = sys.stdin.read() if args.text == "-" else args.text
     options = SearchOptions(
@@ -83,6 +126,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> ArgumentParser:
+    from ghostwrite.model import files
+    from ghostwrite.model.search import STOP_RULES, SearchOptions
+
+    defaults = SearchOptions()
     parser = ArgumentParser(
         prog="ghostwrite",
         description="Local inline text completion from a tiny character-level GPT.",
@@ -93,13 +140,13 @@ def build_parser() -> ArgumentParser:
     complete = commands.add_parser("complete", help="print likely continuations of a text")
     add_model_argument(complete)
     complete.add_argument("text", help="the text to continue ('-' reads stdin)")
-    complete.add_argument("--max-chars", type=positive_int, default=DEFAULTS.max_chars)
-    complete.add_argument("--candidates", type=positive_int, default=DEFAULTS.candidates)
-    complete.add_argument("--stop", choices=STOP_RULES, default=DEFAULTS.stop)
+    complete.add_argument("--max-chars", type=positive_int, default=defaults.max_chars)
+    complete.add_argument("--candidates", type=positive_int, default=defaults.candidates)
+    complete.add_argument("--stop", choices=STOP_RULES, default=defaults.stop)
     complete.add_argument(
         "--temperature",
         type=float,
-        default=DEFAULTS.temperature,
+        default=defaults.temperature,
         help="0 (default) is deterministic beam search",
     )
     complete.add_argument("--seed", type=int, default=None)
@@ -122,8 +169,10 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        with interrupts_deferred():
+            parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130

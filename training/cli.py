@@ -198,8 +198,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"ghostwrite train: error: {err}", file=sys.stderr)
         return 2
-    setup_mlx("train")
-    from .train import Interrupted, TrainingError, train
+    from ghostwrite.server.cli import interrupts_deferred
+
+    with interrupts_deferred():
+        setup_mlx("train")
+        from .train import Interrupted, TrainingError, train
 
     try:
         train(cfg)
