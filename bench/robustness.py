@@ -37,6 +37,7 @@ from ghostwrite.server.dictionary import WorkspaceLimits
 from ghostwrite.server.engine import CACHED_DOCUMENTS
 from ghostwrite.training.checkpoint import load_checkpoint
 from ghostwrite.training.corpus import CHUNK_BYTES, Corpus, CorpusFile, scan
+from tests import test_robustness_hostile as hostile_checks
 from tests.conftest import PROSE
 from tests.lsp_raw import (
     RawClient,
@@ -210,7 +211,9 @@ def client_vanishes(report: Report, model: Path, rounds: int, work: Path) -> Non
     notes = make_corpus(work / "vanish-notes")
 
     def vanish(close_stdout: bool, train: bool) -> bool:
-        client = RawClient("--model", str(model), env={"XDG_DATA_HOME": str(work / "xdg")})
+        client = RawClient(
+            "--model", str(model), env={"XDG_DATA_HOME": str(work / "xdg")}, root=work
+        )
         try:
             client.initialize()
             client.notify("textDocument/didOpen", open_params())
@@ -239,7 +242,7 @@ def client_vanishes(report: Report, model: Path, rounds: int, work: Path) -> Non
 
 def trainer_killed(report: Report, model: Path, rounds: int, work: Path) -> None:
     notes = make_corpus(work / "killed-notes")
-    client = RawClient("--model", str(model), env={"XDG_DATA_HOME": str(work / "xdg")})
+    client = RawClient("--model", str(model), env={"XDG_DATA_HOME": str(work / "xdg")}, root=work)
     try:
         client.initialize()
         client.notify("textDocument/didOpen", open_params())
@@ -555,6 +558,77 @@ def corpus_faults(report: Report, rounds: int, work: Path, gigabytes: float) -> 
     big.unlink()
 
 
+def hostile(report: Report, model: Path, rounds: int, work: Path) -> None:
+    """A careless user and a hostile local client (tests/test_robustness_hostile.py)."""
+    cases: list[tuple[str, str, Callable[[Path], None]]] = [
+        (
+            "files",
+            "--out over a folder of user files, the corpus, in or around it",
+            hostile_checks.check_out_refuses_folders_it_does_not_own,
+        ),
+        (
+            "files",
+            "retraining keeps a user's file in the model folder",
+            lambda w: hostile_checks.check_retraining_keeps_a_users_file_in_the_model_folder(
+                w, model
+            ),
+        ),
+        (
+            "files",
+            "FIFO model files: info, complete, reload, shutdown",
+            hostile_checks.check_fifo_models_are_refused_without_blocking,
+        ),
+        (
+            "files",
+            "symlink loops and FIFOs in a corpus and a workspace",
+            hostile_checks.check_symlink_loops_and_fifos_in_a_corpus_are_skipped,
+        ),
+        (
+            "train command",
+            "flags, /etc, links leading out, ../, a string for paths",
+            lambda w: hostile_checks.check_train_command_refuses_flags_and_paths_outside(w, model),
+        ),
+        (
+            "protocol",
+            "JSON 5,000 deep, 100 MB Content-Length, maxChars 1e999",
+            lambda _w: hostile_checks.check_deep_huge_and_infinite_input_is_answered(model),
+        ),
+        (
+            "training",
+            "Ctrl-C in the final evaluation keeps every step",
+            hostile_checks.check_ctrl_c_in_the_final_evaluation_keeps_every_step,
+        ),
+        (
+            "training",
+            "Ctrl-C in the first 0.3 s prints no traceback",
+            hostile_checks.check_early_ctrl_c_prints_no_traceback,
+        ),
+    ]
+    for _ in range(rounds):
+        for group, name, check in cases:
+            where = Path(tempfile.mkdtemp(dir=work))
+
+            def attempt(check: Callable[[Path], None] = check, where: Path = where) -> bool:
+                check(where)
+                return True
+
+            report.attempt(group, name, attempt)
+            shutil.rmtree(where, ignore_errors=True)
+        processes: list[subprocess.Popen[bytes]] = []
+
+        def tcp(processes: list[subprocess.Popen[bytes]] = processes) -> bool:
+            try:
+                hostile_checks.check_tcp_serves_the_next_client(model, processes)
+            finally:
+                for process in processes:
+                    if process.poll() is None:
+                        process.kill()
+                    process.wait()
+            return True
+
+        report.attempt("client", "TCP: a silent squatter, then a client leaving mid-frame", tcp)
+
+
 def tiny_model(work: Path) -> Path:
     out = work / "tiny"
     result = run_cli(
@@ -588,6 +662,7 @@ def main() -> None:
         model_faults(report, model, args.rounds, work)
         client_vanishes(report, model, args.rounds, work)
         trainer_killed(report, model, args.rounds, work)
+        hostile(report, model, args.rounds, work)
         load(report, model, args.megabytes)
         training_faults(report, args.rounds, work)
         corpus_faults(report, args.rounds, work, args.corpus_gigabytes)
