@@ -21,59 +21,20 @@ if _EARLY:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import signal  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Iterator, Sequence  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import TYPE_CHECKING, NoReturn  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+from ghostwrite.training.cli import (  # noqa: E402
+    ArgumentParser,
+    add_model_argument,
+    interrupts_deferred,
+    positive_int,
+    run_command,
+)
+from ghostwrite.training.cli import register as register_training  # noqa: E402
 
 if TYPE_CHECKING:
     from ghostwrite.model import files
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C back while modules import, then act on it: numpy turns an interrupt in the
-    middle of its import into an ImportError, which optional imports swallow (the command then
-    ran on) or which ends in a traceback."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    global _EARLY
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
-    if _EARLY:  # the module's own holding handler: Python's usual one comes back after this
-        previous, _EARLY = signal.default_int_handler, False
-        caught += _early_interrupts
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line reason for bad flags (exit code 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        metavar="DIR",
-        help="model directory, or 'bundled' / 'personal' "
-        "(default: $GHOSTWRITE_MODEL, else your trained model, else the bundled one)",
-    )
 
 
 def load_or_exit(name: str | None) -> files.ModelFiles:
@@ -161,19 +122,19 @@ def build_parser() -> ArgumentParser:
     from . import serve
 
     serve.register(commands)
-
-    from ghostwrite.training.cli import register as register_training
-
     register_training(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _EARLY
     try:
-        with interrupts_deferred():
-            parser = build_parser()
-        args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
+        if _EARLY:  # Python's usual handler back in place of the module's holding one
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            _EARLY = False
+            if _early_interrupts:
+                raise KeyboardInterrupt
+        return run_command(build_parser, argv)
     except KeyboardInterrupt:
         return 130
 

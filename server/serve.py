@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ghostwrite.model import files
+from ghostwrite.training.cli import add_model_argument
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Over TCP, a connection that has not sent ``initialize`` by then is dropped for the next one.
@@ -38,12 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve", help="run the language server (stdio; connect your editor's LSP client)"
     )
-    serve.add_argument(
-        "--model",
-        metavar="DIR",
-        help="model directory, or 'bundled' / 'personal' "
-        "(default: the `model` option, else your trained model, else the bundled one)",
-    )
+    add_model_argument(serve)
     serve.add_argument(
         "--tcp",
         metavar="[HOST:]PORT",

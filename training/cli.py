@@ -1,9 +1,14 @@
-"""The ``train`` and ``eval`` subcommands of ``ghostwrite``.
+"""The ``train`` and ``eval`` subcommands of ``ghostwrite``, and what every subcommand shares.
 
 ``python -m ghostwrite.training ARGS`` is ``ghostwrite train ARGS``. Exit codes: 0 done, 1 the
 run failed (bad corpus, bad checkpoint, diverged; a one-line reason on stderr), 2 bad flags,
 130 after Ctrl-C (SIGINT) and 143 after SIGTERM, once a checkpoint is saved (``--resume``
 continues). MLX is imported only when a command runs, so other subcommands start fast.
+
+The server's command line (``ghostwrite.server.cli``) builds on this module and never the other
+way round, so the pieces both need live here, once: the one-line-error parser, the positive-number
+validators, ``--model``, Ctrl-C held back during imports, and running a parsed command. Importing
+this module imports nothing heavy (no numpy): the server's CLI imports it before deferring Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,31 +16,84 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-
-from ghostwrite.model.config import PRESETS
+from typing import NoReturn
 
 from .config import OPTIMIZERS, PROGRESS_MODES, TrainConfig
 
 DEFAULTS = TrainConfig()
+TRAIN_DESCRIPTION = "Train (or fine-tune) a model on your own text files."
 
 
-def _positive_int(text: str) -> int:
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line reason for bad flags (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model directory, or 'bundled' / 'personal' "
+        "(default: $GHOSTWRITE_MODEL, else your trained model, else the bundled one)",
+    )
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while modules import, then act on it: numpy turns an interrupt in the
+    middle of its import into an ImportError, which optional imports swallow (the command then
+    ran on) or which ends in a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def run_command(build_parser: Callable[[], ArgumentParser], argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` (default: this process's arguments) and run the chosen command; Ctrl-C at
+    any moment ends it quietly with exit code 130."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with interrupts_deferred():
+            parser = build_parser()
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from ghostwrite.model.config import PRESETS
+
     d = DEFAULTS
     parser.add_argument(
         "paths", nargs="*", metavar="PATHS", help="files, folders (recursive) and globs to learn"
@@ -54,16 +112,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tune this model instead of starting from scratch (alone: the bundled one)",
     )
     shape = parser.add_argument_group("model shape", "changes to the preset (from scratch only)")
-    shape.add_argument("--ctx-len", type=_positive_int, metavar="N", help="context in bytes")
-    shape.add_argument("--n-emb", type=_positive_int, metavar="N", help="width")
-    shape.add_argument("--n-heads", type=_positive_int, metavar="N", help="attention heads")
-    shape.add_argument("--n-layers", type=_positive_int, metavar="N", help="transformer blocks")
+    shape.add_argument("--ctx-len", type=positive_int, metavar="N", help="context in bytes")
+    shape.add_argument("--n-emb", type=positive_int, metavar="N", help="width")
+    shape.add_argument("--n-heads", type=positive_int, metavar="N", help="attention heads")
+    shape.add_argument("--n-layers", type=positive_int, metavar="N", help="transformer blocks")
     budget = parser.add_argument_group(
         "budget", f"stop at the first limit reached; none given: {d.default_minutes:g} minutes"
     )
-    budget.add_argument("--max-minutes", type=_positive_float, metavar="M")
-    budget.add_argument("--max-steps", type=_positive_int, metavar="N")
-    budget.add_argument("--epochs", type=_positive_float, metavar="E")
+    budget.add_argument("--max-minutes", type=positive_float, metavar="M")
+    budget.add_argument("--max-steps", type=positive_int, metavar="N")
+    budget.add_argument("--epochs", type=positive_float, metavar="E")
     parser.add_argument(
         "--resume", action="store_true", help="continue the checkpoint of the same run"
     )
@@ -81,10 +139,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="bar on a terminal, plain lines otherwise; json: one event per line on stdout",
     )
     tuning = parser.add_argument_group("optimisation")
-    tuning.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
+    tuning.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     tuning.add_argument(
         "--lr",
-        type=_positive_float,
+        type=positive_float,
         default=d.learning_rate,
         help=f"peak learning rate (default {d.scratch_learning_rate:g}, "
         f"fine-tuning {d.finetune_learning_rate:g})",
@@ -111,11 +169,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="validate on the files whose name or path matches (default: whole files chosen "
         "to make --val-fraction of the text)",
     )
-    runs.add_argument("--eval-every", type=_positive_int, default=d.eval_every, metavar="STEPS")
-    runs.add_argument("--eval-windows", type=_positive_int, default=d.eval_windows)
-    runs.add_argument("--log-every", type=_positive_int, default=d.log_every, metavar="STEPS")
+    runs.add_argument("--eval-every", type=positive_int, default=d.eval_every, metavar="STEPS")
+    runs.add_argument("--eval-windows", type=positive_int, default=d.eval_windows)
+    runs.add_argument("--log-every", type=positive_int, default=d.log_every, metavar="STEPS")
     runs.add_argument(
-        "--checkpoint-every", type=_positive_int, default=d.checkpoint_every, metavar="STEPS"
+        "--checkpoint-every", type=positive_int, default=d.checkpoint_every, metavar="STEPS"
     )
     runs.add_argument(
         "--checkpoint-dir", type=Path, metavar="DIR", help="default: <out>.checkpoint"
@@ -198,8 +256,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"ghostwrite train: error: {err}", file=sys.stderr)
         return 2
-    from ghostwrite.server.cli import interrupts_deferred
-
     with interrupts_deferred():
         setup_mlx("train")
         from .train import Interrupted, TrainingError, train
@@ -271,9 +327,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``eval`` to the ``ghostwrite`` command."""
     train = subparsers.add_parser(
-        "train",
-        help="train a personal model on your writing",
-        description="Train (or fine-tune) a model on your own text files.",
+        "train", help="train a personal model on your writing", description=TRAIN_DESCRIPTION
     )
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
@@ -281,16 +335,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "eval", help="bits per character and next-word accuracy of a model on some text"
     )
-    evaluate.add_argument(
-        "--model", metavar="DIR", help="model directory, or 'bundled' / 'personal'"
-    )
+    add_model_argument(evaluate)
     evaluate.add_argument("files", nargs="+", metavar="FILE", help="held-out text files")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ghostwrite.training``: the same as ``ghostwrite train``."""
-    from ghostwrite.server.cli import main as ghostwrite_main
+def train_parser() -> ArgumentParser:
+    """``ghostwrite train`` on its own, for ``python -m ghostwrite.training``."""
+    parser = ArgumentParser(prog="ghostwrite train", description=TRAIN_DESCRIPTION)
+    add_train_arguments(parser)
+    parser.set_defaults(func=cmd_train)
+    return parser
 
-    return ghostwrite_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ghostwrite.training``: the same as ``ghostwrite train``."""
+    return run_command(train_parser, argv)
