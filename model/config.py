@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+POSITIONS = ("learned", "rope")
+ACTIVATIONS = ("gelu", "relu2")
+ROPE_BASE = 10000.0
+
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """Shape of a character-level GPT-2 ("GPT from Scratch with MLX")."""
+    """Shape of a character-level GPT-2 ("GPT from Scratch with MLX").
+
+    The architecture options after ``bias`` default to GPT-2's (the article's model), so a model
+    file whose config lacks them loads as the model it was trained as. The alternatives come from
+    the nanoGPT speedrun (modded-nanogpt); bench/README.md measures each.
+    """
 
     vocab_size: int = 256  # UTF-8 bytes: any text, and every model shares one vocabulary
     ctx_len: int = 128
@@ -17,6 +26,13 @@ class GPTConfig:
     n_layers: int = 3
     dropout: float = 0.1
     bias: bool = True
+    # "learned": a learned (ctx_len, C) position table added to the input; "rope": rotary
+    # position embeddings on the queries and keys of every layer (no position table).
+    position: str = "learned"
+    qk_norm: bool = False  # RMS-normalise queries and keys per head, with learned gains
+    activation: str = "gelu"  # the MLP's: "gelu" (tanh form) or "relu2" (relu(x)^2)
+    value_embeds: bool = False  # every layer adds a learned per-token vector to its values
+    logit_cap: float = 0.0  # > 0: logits soft-capped to cap * tanh(logits / cap)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "ctx_len", "n_emb", "n_heads", "n_layers"):
@@ -26,6 +42,14 @@ class GPTConfig:
             raise ValueError(f"n_emb ({self.n_emb}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"position must be one of {', '.join(POSITIONS)}")
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(f"rotary embeddings need an even head size, got {self.head_dim}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}")
+        if not self.logit_cap >= 0.0:
+            raise ValueError(f"logit_cap must be >= 0, got {self.logit_cap}")
 
     @property
     def head_dim(self) -> int:

@@ -131,10 +131,11 @@ def expected_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
     C, V = cfg.n_emb, cfg.vocab_size
     shapes: dict[str, tuple[int, ...]] = {
         "wte.weight": (V, C),
-        "wpe.weight": (cfg.ctx_len, C),
         "ln_f.weight": (C,),
         "lm_head.weight": (V, C),
     }
+    if cfg.position == "learned":
+        shapes["wpe.weight"] = (cfg.ctx_len, C)
     if cfg.bias:
         shapes["ln_f.bias"] = (C,)
     for i in range(cfg.n_layers):
@@ -156,6 +157,10 @@ def expected_shapes(cfg: GPTConfig) -> dict[str, tuple[int, ...]]:
                 "mlp.fc.bias": (4 * C,),
                 "mlp.proj.bias": (C,),
             }
+        if cfg.qk_norm:
+            layer |= {"attn.q_norm.weight": (cfg.head_dim,), "attn.k_norm.weight": (cfg.head_dim,)}
+        if cfg.value_embeds:
+            layer["attn.value_embed.weight"] = (V, C)
         shapes |= {p + k: v for k, v in layer.items()}
     return shapes
 

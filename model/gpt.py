@@ -2,8 +2,9 @@
 
 Token and learned position embeddings, pre-LayerNorm blocks of causal multi-head attention and a
 4x MLP, final LayerNorm, LM head. GPT-2 init: N(0, 0.02), residual projections scaled by
-1/sqrt(2 * n_layers), zero biases. Interactive decoding uses ``inference.Decoder`` (numpy, KV cache)
-over the same weights.
+1/sqrt(2 * n_layers), zero biases. ``GPTConfig``'s architecture options swap in rotary positions,
+QK-norm, ReLU², value embeddings and soft-capped logits. Interactive decoding uses
+``inference.Decoder`` (numpy, KV cache) over the same weights.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .config import GPTConfig
+from .inference import rope_tables
 
 GELU_COEFF = math.sqrt(2.0 / math.pi)
 DROPOUT_LEVELS = 1 << 16  # dropout masks compare 16 random bits per element
@@ -48,6 +50,12 @@ def _gelu_vjp(
     s = _gelu_gate(x)
     du = GELU_SIGMOID_SCALE * (1.0 + (3.0 * GELU_CUBIC) * x * x)
     return (cotangent * (s + x * s * (1.0 - s) * du),)
+
+
+def relu2(x: mx.array) -> mx.array:
+    """relu(x)^2 (the nanoGPT speedrun's MLP activation)."""
+    r = mx.maximum(x, 0.0)
+    return r * r
 
 
 @mx.custom_function
@@ -154,6 +162,24 @@ def causal_mask(length: int) -> mx.array:
     return mx.where(future, -mx.inf, 0.0).astype(mx.float32)
 
 
+def rotate(x: mx.array, cos: mx.array, sin: mx.array) -> mx.array:
+    """Rotary embedding of x (..., T, D): dimension i pairs with i + D/2 (the GPT-NeoX layout)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return mx.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight over the last axis (for QK-norm: one gain per head dimension)."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.weight = mx.ones((dims,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x * mx.rsqrt(mx.square(x).mean(axis=-1, keepdims=True) + LN_EPS) * self.weight
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -161,12 +187,29 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_emb, 3 * cfg.n_emb, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_emb, cfg.n_emb, bias=cfg.bias)
         self.dropout = Dropout(cfg.dropout)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim)
+            self.k_norm = RMSNorm(cfg.head_dim)
+        if cfg.value_embeds:
+            self.value_embed = nn.Embedding(cfg.vocab_size, cfg.n_emb)
+        self._rope = None
+        if cfg.position == "rope":
+            cos, sin = rope_tables(cfg.ctx_len, cfg.head_dim)
+            self._rope = (mx.array(cos, dtype=mx.float32), mx.array(sin, dtype=mx.float32))
 
-    def __call__(self, x: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, one_hot: mx.array) -> mx.array:
         B, T, C = x.shape
         D = C // self.n_heads
         # (B, T, 3, H, D) -> 3 x (B, H, T, D)
         q, k, v = self.qkv(x).reshape(B, T, 3, self.n_heads, D).transpose(2, 0, 3, 1, 4)
+        if "value_embed" in self:
+            embedded = one_hot @ self.value_embed.weight  # (B, T, C)
+            v = v + embedded.reshape(B, T, self.n_heads, D).transpose(0, 2, 1, 3)
+        if "q_norm" in self:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self._rope is not None:
+            cos, sin = self._rope[0][:T], self._rope[1][:T]
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         # mx.fast.scaled_dot_product_attention runs these very ops on CPU, but with MLX's
         # prebuilt scalar softmax; scaling q (B*T*C) is cheaper than scaling the scores.
         scores = (q * (1.0 / math.sqrt(D))) @ k.transpose(0, 1, 3, 2) + causal_mask(T)
@@ -181,9 +224,10 @@ class MLP(nn.Module):
         self.fc = nn.Linear(cfg.n_emb, 4 * cfg.n_emb, bias=cfg.bias)
         self.proj = nn.Linear(4 * cfg.n_emb, cfg.n_emb, bias=cfg.bias)
         self.dropout = Dropout(cfg.dropout)
+        self.activation = gelu if cfg.activation == "gelu" else relu2
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.dropout(self.proj(gelu(self.fc(x))))
+        return self.dropout(self.proj(self.activation(self.fc(x))))
 
 
 class Block(nn.Module):
@@ -194,8 +238,8 @@ class Block(nn.Module):
         self.ln2 = LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def __call__(self, x: mx.array) -> mx.array:
-        x = x + self.attn(self.ln1(x))
+    def __call__(self, x: mx.array, one_hot: mx.array) -> mx.array:
+        x = x + self.attn(self.ln1(x), one_hot)
         return x + self.mlp(self.ln2(x))
 
 
@@ -204,7 +248,8 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_emb)
-        self.wpe = nn.Embedding(cfg.ctx_len, cfg.n_emb)
+        if cfg.position == "learned":
+            self.wpe = nn.Embedding(cfg.ctx_len, cfg.n_emb)
         self.dropout = Dropout(cfg.dropout)
         self.blocks = [Block(cfg) for _ in range(cfg.n_layers)]
         self.ln_f = LayerNorm(cfg.n_emb, affine=True, bias=cfg.bias)
@@ -215,7 +260,7 @@ class GPT(nn.Module):
         residual_std = 0.02 / math.sqrt(2 * self.cfg.n_layers)
         params = []
         for name, value in tree_flatten(self.parameters()):
-            if any(part.startswith("ln") for part in name.split(".")):
+            if any(part.startswith("ln") or part.endswith("_norm") for part in name.split(".")):
                 new = mx.ones_like(value) if name.endswith("weight") else mx.zeros_like(value)
             elif name.endswith("bias"):
                 new = mx.zeros_like(value)
@@ -232,16 +277,21 @@ class GPT(nn.Module):
         if self.cfg.ctx_len < T:
             # MLX does not bounds-check: a position past ctx_len would read out of bounds.
             raise ValueError(f"sequence of {T} exceeds the context length {self.cfg.ctx_len}")
-        x = self.dropout(self.embed(tokens) + self.wpe.weight[:T])  # (B, T, C)
-        for block in self.blocks:
-            x = block(x)
-        return self.lm_head(self.ln_f(x))  # (B, T, V)
-
-    def embed(self, tokens: mx.array) -> mx.array:
-        """Token embeddings as a one-hot matmul: its backward is one BLAS call, where the
-        gradient of a gather is a scalar scatter-add."""
+        # Embeddings as one-hot matmuls: their backward is one BLAS call, where the gradient of
+        # a gather is a scalar scatter-add.
         one_hot = (tokens[..., None] == mx.arange(self.cfg.vocab_size)).astype(mx.float32)
-        return one_hot @ self.wte.weight
+        x = one_hot @ self.wte.weight  # (B, T, C)
+        if "wpe" in self:
+            x = x + self.wpe.weight[:T]
+        x = self.dropout(x)
+        for block in self.blocks:
+            x = block(x, one_hot)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        cap = self.cfg.logit_cap
+        if cap > 0:
+            # cap * tanh(z / cap) as a sigmoid, which compiled CPU kernels vectorize.
+            logits = (2.0 * cap) * mx.sigmoid(logits * (2.0 / cap)) - cap
+        return logits
 
     def num_params(self) -> int:
         return sum(v.size for _, v in tree_flatten(self.parameters()))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import GPTConfig
+from .config import ROPE_BASE, GPTConfig
 from .files import ModelFiles
 
 GELU_COEFF = math.sqrt(2.0 / math.pi)
@@ -32,6 +32,37 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(GELU_COEFF * (x + 0.044715 * x * x * x)))
 
 
+def relu2(x: np.ndarray) -> np.ndarray:
+    r = np.maximum(x, 0.0)
+    return r * r
+
+
+def rms_normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True) / x.shape[-1] + LN_EPS)
+
+
+def rope_tables(length: int, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (length, head_dim / 2) of the rotary angles position * base^(-2i / head_dim),
+    in float64 (the MLX model uses them too)."""
+    inv_freq = ROPE_BASE ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    angles = np.arange(length, dtype=np.float64)[:, None] * inv_freq[None, :]
+    return np.cos(angles), np.sin(angles)
+
+
+def interleave_halves(head_dim: int) -> np.ndarray:
+    """The order 0, D/2, 1, D/2 + 1, ... of a head's dimensions: it puts the pairs that a
+    rotary embedding rotates together side by side, so that float32 pairs can be viewed as
+    complex64 and rotated with a single multiply."""
+    half = head_dim // 2
+    return np.stack([np.arange(half), np.arange(half) + half], axis=1).reshape(-1)
+
+
+def rotate(x: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """Rotary embedding of x (..., D) float32 in ``interleave_halves`` order by e^(i angle)
+    (..., D/2) complex64: ``gpt.rotate`` up to that order of the dimensions."""
+    return (np.ascontiguousarray(x).view(np.complex64) * turns).view(np.float32)
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -45,7 +76,9 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 @dataclass
 class Layer:
     """One block's weights, pre-transposed (``x @ w``) with each LayerNorm's scale and shift
-    folded into the matmul after it, and the attention scale folded into the queries."""
+    folded into the matmul after it, and the attention scale folded into the queries (into the
+    query gain with QK-norm). With rotary embeddings each head's query and key dimensions are in
+    ``interleave_halves`` order (attention scores do not depend on the order)."""
 
     qkv_w: np.ndarray  # (C, 3C)
     qkv_b: np.ndarray  # (3C,)
@@ -55,6 +88,9 @@ class Layer:
     fc_b: np.ndarray
     out_w: np.ndarray  # (4C, C)
     out_b: np.ndarray
+    q_gain: np.ndarray | None = None  # (D,) with QK-norm
+    k_gain: np.ndarray | None = None
+    value_embed: np.ndarray | None = None  # (V, H, D) with value embeddings
 
 
 class KVCache:
@@ -133,22 +169,45 @@ class Decoder:
         def f32(*arrays: np.ndarray) -> list[np.ndarray]:
             return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
 
+        attention_scale = 1.0 / math.sqrt(cfg.head_dim)
         query_scale = np.ones(3 * C)
-        query_scale[:C] = 1.0 / math.sqrt(cfg.head_dim)
+        if not cfg.qk_norm:  # with QK-norm the scale goes into the query gain instead
+            query_scale[:C] = attention_scale
+        H, D = cfg.n_heads, cfg.head_dim
+        head_order = np.arange(D)
+        columns = np.arange(3 * C)
+        if cfg.position == "rope":
+            head_order = interleave_halves(D)
+            within = (np.arange(H)[:, None] * D + head_order[None, :]).reshape(-1)
+            columns = np.concatenate([within, C + within, np.arange(2 * C, 3 * C)])
         self.layers = []
         for i in range(cfg.n_layers):
             p = f"blocks.{i}."
             qkv_w, qkv_b = after_norm(p + "ln1", *linear(p + "attn.qkv", 3 * C))
+            qkv_w, qkv_b = qkv_w[:, columns], qkv_b[columns]
             fc_w, fc_b = after_norm(p + "ln2", *linear(p + "mlp.fc", 4 * C))
-            self.layers.append(
-                Layer(
-                    *f32(qkv_w * query_scale, qkv_b * query_scale),
-                    *f32(*linear(p + "attn.proj", C)),
-                    *f32(fc_w, fc_b),
-                    *f32(*linear(p + "mlp.proj", C)),
-                )
+            layer = Layer(
+                *f32(qkv_w * query_scale, qkv_b * query_scale),
+                *f32(*linear(p + "attn.proj", C)),
+                *f32(fc_w, fc_b),
+                *f32(*linear(p + "mlp.proj", C)),
             )
-        self.wte, self.wpe = f32(w["wte.weight"], w["wpe.weight"])
+            if cfg.qk_norm:
+                layer.q_gain, layer.k_gain = f32(
+                    w[p + "attn.q_norm.weight"][head_order] * attention_scale,
+                    w[p + "attn.k_norm.weight"][head_order],
+                )
+            if cfg.value_embeds:
+                table = w[p + "attn.value_embed.weight"]
+                (layer.value_embed,) = f32(table.reshape(cfg.vocab_size, cfg.n_heads, -1))
+            self.layers.append(layer)
+        (self.wte,) = f32(w["wte.weight"])
+        self.wpe = f32(w["wpe.weight"])[0] if cfg.position == "learned" else None
+        self.turns: np.ndarray | None = None  # (ctx_len, D/2) complex64 e^(i angle)
+        if cfg.position == "rope":
+            cos, sin = rope_tables(cfg.ctx_len, cfg.head_dim)
+            self.turns = (cos + 1j * sin).astype(np.complex64)
+        self.activation = gelu if cfg.activation == "gelu" else relu2
         self.head_w, self.head_b = f32(
             *after_norm("ln_f", w["lm_head.weight"].T, np.zeros(cfg.vocab_size))
         )
@@ -156,13 +215,42 @@ class Decoder:
     def new_cache(self) -> KVCache:
         return KVCache(self.config)
 
-    @staticmethod
-    def _mlp(layer: Layer, x: np.ndarray) -> np.ndarray:
-        h = gelu(np.dot(normalize(x), layer.fc_w) + layer.fc_b)
+    def _embed(self, tokens: np.ndarray, positions: slice | int) -> np.ndarray:
+        """Token embeddings, plus the position table's rows when positions are learned."""
+        x = self.wte[tokens]
+        return x if self.wpe is None else x + self.wpe[positions]
+
+    def _qkv(
+        self,
+        layer: Layer,
+        x: np.ndarray,
+        tokens: np.ndarray,
+        positions: slice | np.ndarray | int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Queries (scaled), keys and values of rows x (N, C): 3 x (N, H, D). ``tokens`` (N,) are
+        the rows' tokens, ``positions`` their positions (a slice or (N,)) or one for all rows."""
+        N, H = len(x), self.config.n_heads
+        qkv = (np.dot(normalize(x), layer.qkv_w) + layer.qkv_b).reshape(N, 3, H, -1)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+        if layer.value_embed is not None:
+            v = v + layer.value_embed[tokens]
+        if layer.q_gain is not None:
+            q, k = rms_normalize(q) * layer.q_gain, rms_normalize(k) * layer.k_gain
+        if self.turns is not None:
+            turns = self.turns[positions]
+            if turns.ndim == 2:  # one position per row: broadcast over heads
+                turns = turns[:, None]
+            q, k = rotate(q, turns), rotate(k, turns)
+        return q, k, v
+
+    def _mlp(self, layer: Layer, x: np.ndarray) -> np.ndarray:
+        h = self.activation(np.dot(normalize(x), layer.fc_w) + layer.fc_b)
         return np.dot(h, layer.out_w) + layer.out_b
 
     def _head(self, x: np.ndarray) -> np.ndarray:
-        return np.dot(normalize(x), self.head_w) + self.head_b
+        logits = np.dot(normalize(x), self.head_w) + self.head_b
+        cap = self.config.logit_cap
+        return logits if cap <= 0 else cap * np.tanh(logits / cap)
 
     def forward(self, cache: KVCache, tokens: np.ndarray, all_logits: bool = False) -> np.ndarray:
         """Append ``tokens`` (T,) to ``cache``; logits (V,) of the last one, or (T, V)."""
@@ -173,15 +261,14 @@ class Decoder:
             raise ValueError("forward needs at least one token")
         if start + T > cfg.ctx_len:
             raise IndexError(f"positions up to {start + T} pass the context length {cfg.ctx_len}")
-        H, D = cfg.n_heads, cfg.head_dim
-        x = self.wte[tokens] + self.wpe[start : start + T]  # (T, C)
+        positions = slice(start, start + T)
+        x = self._embed(tokens, positions)  # (T, C)
         mask = None
         if T > 1:  # position start+i may see keys up to start+i
             mask = np.triu(np.full((T, start + T), -np.inf, dtype=np.float32), k=start + 1)
         for i, layer in enumerate(self.layers):
-            qkv = np.dot(normalize(x), layer.qkv_w) + layer.qkv_b
-            q, k, v = qkv.reshape(T, 3, H, D).transpose(1, 2, 0, 3)  # 3 x (H, T, D)
-            keys, values = cache.update_and_fetch(i, k, v)  # (H, S, D)
+            q, k, v = (a.transpose(1, 0, 2) for a in self._qkv(layer, x, tokens, positions))
+            keys, values = cache.update_and_fetch(i, k, v)  # (H, S, D) from 3 x (H, T, D)
             scores = q @ keys.transpose(0, 2, 1)  # (H, T, S)
             if mask is not None:
                 scores += mask
@@ -195,16 +282,15 @@ class Decoder:
         """One decode step for B beams that share ``prefix``: tokens (B,) -> logits (B, V)."""
         cfg = self.config
         B = len(tokens)
-        H, D = cfg.n_heads, cfg.head_dim
         P, s = prefix.length, beams.length
         if P + s >= cfg.ctx_len:
             raise IndexError(f"position {P + s} passes the context length {cfg.ctx_len}")
-        x = self.wte[tokens] + self.wpe[P + s]  # (B, C)
+        x = self._embed(tokens, P + s)  # (B, C)
         for i, layer in enumerate(self.layers):
-            qkv = (np.dot(normalize(x), layer.qkv_w) + layer.qkv_b).reshape(B, 3, H, 1, D)
-            q = qkv[:, 0]  # (B, H, 1, D)
-            beams.keys[i, :B, :, s] = qkv[:, 1, :, 0]
-            beams.values[i, :B, :, s] = qkv[:, 2, :, 0]
+            q, k, v = self._qkv(layer, x, tokens, P + s)  # 3 x (B, H, D)
+            q = q[:, :, None]  # (B, H, 1, D)
+            beams.keys[i, :B, :, s] = k
+            beams.values[i, :B, :, s] = v
             shared = q @ prefix.keys[i, :, :P].transpose(0, 2, 1)  # (B, H, 1, P)
             own = q @ beams.keys[i, :B, :, : s + 1].transpose(0, 1, 3, 2)  # (B, H, 1, s+1)
             weights = softmax(np.concatenate([shared, own], axis=-1))
@@ -235,11 +321,14 @@ class Decoder:
         for row, data in enumerate(continuations):
             tokens[row, : len(data)] = np.frombuffer(data, dtype=np.uint8)
         # Rows flattened to (B*L, C): np.dot only reaches BLAS for 2-D operands.
-        x = (self.wte[tokens] + self.wpe[P : P + L]).reshape(B * L, cfg.n_emb)
+        x = self._embed(tokens, slice(P, P + L)).reshape(B * L, cfg.n_emb)
+        rows, positions = tokens.reshape(-1), np.tile(np.arange(P, P + L), B)
         causal = np.triu(np.full((L, L), -np.inf, dtype=np.float32), k=1)  # (L, L)
         for i, layer in enumerate(self.layers):
-            qkv = np.dot(normalize(x), layer.qkv_w) + layer.qkv_b  # (B*L, 3C)
-            q, k, v = qkv.reshape(B, L, 3, H, D).transpose(2, 0, 3, 1, 4)  # 3 x (B, H, L, D)
+            q, k, v = (
+                a.reshape(B, L, H, D).transpose(0, 2, 1, 3)
+                for a in self._qkv(layer, x, rows, positions)
+            )  # 3 x (B, H, L, D)
             shared = q @ prefix.keys[i, :, :P].transpose(0, 2, 1)  # (B, H, L, P)
             own = q @ k.transpose(0, 1, 3, 2) + causal  # (B, H, L, L)
             weights = softmax(np.concatenate([shared, own], axis=-1))

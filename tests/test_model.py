@@ -7,6 +7,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten, tree_unflatten
 
 from ghostwrite.model import PRESETS, Completer, GPTConfig, load_model, save_model
 from ghostwrite.model.gpt import GPT, load_weights, weights_to_numpy
@@ -14,12 +15,24 @@ from ghostwrite.model.inference import BeamCache, Decoder, log_softmax
 from ghostwrite.model.tokenizer import encode
 
 CFG = GPTConfig(ctx_len=32, n_emb=32, n_heads=4, n_layers=2, dropout=0.0)
+# Every architecture option away from GPT-2's at once (a cap as small as the initial logits,
+# so that it bends them): the decoder must match MLX with each.
+SPEEDRUN = CFG.with_changes(
+    position="rope", qk_norm=True, activation="relu2", value_embeds=True, logit_cap=0.1
+)
 
 
-@pytest.fixture(scope="module")
-def random_model() -> GPT:
+@pytest.fixture(scope="module", params=[CFG, SPEEDRUN], ids=["gpt2", "speedrun"])
+def random_model(request: pytest.FixtureRequest) -> GPT:
     mx.random.seed(1)
-    model = GPT(CFG)
+    model = GPT(request.param)
+    # Gains away from their initial ones, so that a gain applied in the wrong place shows.
+    gains = [
+        (name, mx.random.uniform(0.5, 1.5, value.shape))
+        for name, value in tree_flatten(model.parameters())
+        if name.endswith("_norm.weight")
+    ]
+    model.update(tree_unflatten(gains))
     model.eval()
     return model
 
@@ -27,7 +40,7 @@ def random_model() -> GPT:
 @pytest.fixture(scope="module")
 def random_model_dir(random_model: GPT, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("random") / "model"
-    save_model(directory, CFG, weights_to_numpy(random_model), {"note": "random init"})
+    save_model(directory, random_model.cfg, weights_to_numpy(random_model), {"note": "random"})
     return directory
 
 
@@ -38,9 +51,11 @@ def mlx_logits(model: GPT, tokens: np.ndarray) -> np.ndarray:
 def test_forward_shapes_and_parameter_count(random_model):
     logits = random_model(mx.zeros((3, 7), dtype=mx.int32))
     assert logits.shape == (3, 7, CFG.vocab_size)
-    from ghostwrite.model.files import parameter_count
+    from ghostwrite.model.files import expected_shapes, parameter_count
 
-    assert random_model.num_params() == parameter_count(CFG)
+    assert random_model.num_params() == parameter_count(random_model.cfg)
+    shapes = {name: value.shape for name, value in tree_flatten(random_model.parameters())}
+    assert shapes == expected_shapes(random_model.cfg)
 
 
 def test_gpt2_init_scales_residual_projections():
@@ -56,7 +71,7 @@ def test_gpt2_init_scales_residual_projections():
 
 def test_rejects_sequences_past_the_context(random_model):
     with pytest.raises(ValueError, match="context length"):
-        random_model(mx.zeros((1, CFG.ctx_len + 1), dtype=mx.int32))
+        random_model(mx.zeros((1, random_model.cfg.ctx_len + 1), dtype=mx.int32))
 
 
 def test_cached_decoding_equals_full_forward(random_model, random_model_dir):
@@ -76,7 +91,7 @@ def test_beam_steps_over_a_shared_prefix_equal_full_forward(random_model, random
     prefix_tokens = encode("shared prefix ")
     cache = decoder.new_cache()
     decoder.forward(cache, prefix_tokens.astype(np.int64))
-    beams = BeamCache(CFG, beams=2, steps=4)
+    beams = BeamCache(random_model.cfg, beams=2, steps=4)
     branch_a, branch_b = encode("ab"), encode("xy")
     decoder.step_beams(cache, beams, np.array([branch_a[0], branch_b[0]]))
     logits = decoder.step_beams(cache, beams, np.array([branch_a[1], branch_b[1]]))
@@ -132,12 +147,19 @@ def test_long_texts_slide_the_window_without_passing_the_context(random_model, r
 
 def test_float16_round_trip_keeps_predictions(random_model, tmp_path):
     weights = weights_to_numpy(random_model)
-    save_model(tmp_path / "half", CFG, weights, dtype=np.float16)
+    save_model(tmp_path / "half", random_model.cfg, weights, dtype=np.float16)
     loaded = load_model(tmp_path / "half")
     assert loaded.weights["wte.weight"].dtype == np.float32
     np.testing.assert_allclose(loaded.weights["wte.weight"], weights["wte.weight"], atol=1e-3)
-    reloaded = load_weights(GPT(CFG), loaded.weights)
+    reloaded = load_weights(GPT(random_model.cfg), loaded.weights)
     tokens = encode("round trip")
     np.testing.assert_allclose(
         mlx_logits(reloaded, tokens), mlx_logits(random_model, tokens), atol=1e-2
     )
+
+
+def test_a_config_without_architecture_options_is_gpt2():
+    old = {k: v for k, v in CFG.to_dict().items() if k in ("ctx_len", "n_emb", "n_heads")}
+    cfg = GPTConfig.from_dict(old)
+    assert (cfg.position, cfg.qk_norm, cfg.activation) == ("learned", False, "gelu")
+    assert (cfg.value_embeds, cfg.logit_cap) == (False, 0.0)
