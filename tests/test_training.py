@@ -21,6 +21,7 @@ from ghostwrite.training.train import (
     REESTIMATE_EVERY,
     BudgetClock,
     TrainConfig,
+    TrainingError,
     learning_rate_at,
     make_optimizer,
     train,
@@ -92,6 +93,15 @@ def test_learning_rate_schedule() -> None:
     assert short[3] == pytest.approx(1e-3)  # warm-up shrinks to a fifth of a short run
 
 
+def test_warmup_stable_decay_schedule() -> None:
+    cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.0, schedule="wsd", decay_fraction=0.25)
+    lrs = [learning_rate_at(cfg, 1e-3, step, horizon=100) for step in range(101)]
+    assert lrs[0] == pytest.approx(1e-4)
+    assert lrs[9:76] == pytest.approx([1e-3] * 67)  # the peak until the last quarter
+    assert lrs[85] == pytest.approx(1e-3 * 15 / 25)  # then linear
+    assert lrs[100] == pytest.approx(0.0)
+
+
 def test_time_budget_schedule_follows_the_pace() -> None:
     """The schedule's step count is re-estimated as the pace changes, so it ends at the budget."""
     clock = BudgetClock(budget_s=100.0)
@@ -121,7 +131,7 @@ def test_optimizer_groups_and_their_learning_rates(name: str) -> None:
     from ghostwrite.model.gpt import GPT
 
     cfg = TrainConfig(optimizer=name)
-    model = GPT(PRESETS["tiny"])
+    model = GPT(PRESETS["tiny"].with_changes(qk_norm=True, value_embeds=True))
     optimizer = make_optimizer(cfg, cfg.scratch_learning_rate)
     optimizer.init(model.trainable_parameters())
     optimizer.learning_rate = 1e-3  # what the schedule sets each step
@@ -134,7 +144,8 @@ def test_optimizer_groups_and_their_learning_rates(name: str) -> None:
     muon_rate = 1e-3 * cfg.muon_learning_rate / cfg.scratch_learning_rate
     for n, weight in tree_flatten(model.trainable_parameters()):
         kind, rate = groups[n]
-        if name == "muon" and n.startswith("blocks.") and weight.ndim == 2:
+        hidden = n.startswith("blocks.") and weight.ndim == 2 and "value_embed" not in n
+        if name == "muon" and hidden:
             assert (kind, rate) == ("Muon", pytest.approx(muon_rate)), n
         else:
             assert (kind, rate) == ("AdamW", pytest.approx(1e-3)), n
@@ -261,6 +272,28 @@ def test_model_shape_flags_change_the_preset(tmp_path: Path, tiny_model_dir: Pat
     assert refit.returncode == 1 and "keeps the shape" in refit.stderr
     assert run_cli(corpus, "--n-layers", "0").returncode == 2
     assert not (tmp_path / "u").exists() and not (tmp_path / "f").exists()
+
+
+def test_architecture_applies_to_models_trained_from_scratch(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    corpus = make_corpus(tmp_path / "notes")
+    changes = {"position": "learned", "activation": "gelu", "qk_norm": True, "logit_cap": 20.0}
+    out = train(tiny_config(tmp_path, corpus, architecture=changes, max_steps=3))
+    config = load_model(out).config
+    assert (config.position, config.activation, config.qk_norm, config.logit_cap) == (
+        "learned",
+        "gelu",
+        True,
+        20.0,
+    )
+    tuned = tiny_config(
+        tmp_path, corpus, init=str(tiny_model_dir), architecture=changes, max_steps=2
+    )
+    tuned.out = tmp_path / "tuned"
+    assert load_model(train(tuned)).config == load_model(tiny_model_dir).config
+    with pytest.raises(TrainingError, match="invalid architecture"):
+        train(tiny_config(tmp_path, corpus, architecture={"position": "sinusoid"}))
 
 
 def test_finetune_starts_from_the_given_model(tmp_path: Path, tiny_model_dir: Path) -> None:

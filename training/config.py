@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROGRESS_MODES = ("auto", "bar", "plain", "json")
 OPTIMIZERS = ("muon", "adamw")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass
@@ -30,6 +32,9 @@ class TrainConfig:
     n_emb: int | None = None
     n_heads: int | None = None
     n_layers: int | None = None
+    # Architecture options (``GPTConfig`` fields) for a model trained from scratch, over the
+    # preset's; a fine-tuned model keeps the architecture it was trained with.
+    architecture: dict[str, Any] = field(default_factory=dict)
     max_minutes: float | None = None
     max_steps: int | None = None
     epochs: float | None = None
@@ -62,6 +67,10 @@ class TrainConfig:
     # Decay to zero: over 10 minutes on tinyshakespeare it led decay to a tenth of the rate by
     # 0.007 nats at 5,700 steps against 6,150 (bench/README.md).
     min_lr_ratio: float = 0.0
+    # After warm-up: "cosine" decays over the whole run; "wsd" holds the peak rate, then decays
+    # linearly over the last ``decay_fraction`` of the steps (warm-up/stable/decay).
+    schedule: str = "cosine"
+    decay_fraction: float = 0.3
     warmup_steps: int = 100
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -104,6 +113,7 @@ class TrainConfig:
             "muon_learning_rate": self.muon_learning_rate > 0,
             "muon_momentum": 0 <= self.muon_momentum < 1,
             "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
+            "decay_fraction": 0 < self.decay_fraction <= 1,
             "warmup_steps": self.warmup_steps >= 0,
             "weight_decay": self.weight_decay >= 0,
             "grad_clip": self.grad_clip >= 0,
@@ -125,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"invalid training setting: {', '.join(bad)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
         if self.progress not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}")
 

@@ -143,14 +143,20 @@ def warmup_steps(cfg: TrainConfig, horizon: int | None) -> int:
 
 
 def learning_rate_at(cfg: TrainConfig, base_lr: float, step: int, horizon: int | None) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio * base_lr`` at the horizon."""
+    """Linear warm-up, then ``cfg.schedule``'s decay to ``min_lr_ratio * base_lr`` at the
+    horizon: cosine over all the steps after warm-up, or (wsd) the peak rate until the last
+    ``decay_fraction`` of the horizon and a linear decay over those."""
     warm = warmup_steps(cfg, horizon)
     if step < warm:
         return base_lr * (step + 1) / warm
     if horizon is None:
         return base_lr
-    progress = min(1.0, (step - warm) / max(1, horizon - warm))
     low = cfg.min_lr_ratio * base_lr
+    if cfg.schedule == "wsd":
+        decay_start = max(warm, horizon - round(cfg.decay_fraction * horizon))
+        progress = min(1.0, max(0, step - decay_start) / max(1, horizon - decay_start))
+        return base_lr - progress * (base_lr - low)
+    progress = min(1.0, (step - warm) / max(1, horizon - warm))
     return low + 0.5 * (1.0 + math.cos(math.pi * progress)) * (base_lr - low)
 
 
@@ -231,8 +237,9 @@ class ScaledOptimizers(optim.MultiOptimizer):
 
 
 def is_hidden_matrix(path: str, weight: mx.array) -> bool:
-    """The blocks' weight matrices, which Muon updates (not the embeddings or the head)."""
-    return weight.ndim == 2 and path.startswith("blocks.")
+    """The blocks' weight matrices, which Muon updates (not the embeddings, the blocks' value
+    embeddings included, or the head)."""
+    return weight.ndim == 2 and path.startswith("blocks.") and "value_embed" not in path
 
 
 def is_matrix(_path: str, weight: mx.array) -> bool:
@@ -386,7 +393,11 @@ class Run:
                 raise TrainingError(
                     f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})"
                 )
-            model_cfg, weights, path = PRESETS[cfg.preset], None, None
+            try:
+                model_cfg = PRESETS[cfg.preset].with_changes(**cfg.architecture)
+            except (TypeError, ValueError) as err:
+                raise TrainingError(f"invalid architecture: {err}") from None
+            weights, path = None, None
         if cfg.shape_changes():
             if cfg.init:
                 raise TrainingError(
