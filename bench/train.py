@@ -21,9 +21,16 @@ with nanoGPT's split (first 90% train, last 10% validation). Loops:
 ghostwrite,ghostwrite:1,torch:2,torch:1``: on a busy machine PyTorch with a thread per core
 collapses).
 
+Recipe variants of the ghostwrite loop add ``+change`` or ``+change=value`` to its name, e.g.
+``--loops ghostwrite+gpt2,ghostwrite+gpt2+rope,ghostwrite+gpt2+wsd=0.4``: each change is one
+of ``RECIPE_CHANGES`` (architecture options from the nanoGPT speedrun, schedules, weight
+averaging, learning rates), applied in order over ``ghostwrite train``'s defaults. The PyTorch
+loop implements GPT-2's architecture only: compare it with ``ghostwrite+gpt2``.
+
 Each loop trains ``--minutes`` of training time; the loops take turns every ``--round-s``
-seconds, so they all see the same background load. Tokens/s is the median over rounds (the
-first round, which builds MLX's JIT kernels, left out) and ratios are taken per round. Every
+seconds, so they all see the same background load. The first step, which builds MLX's JIT
+kernels, does not count as training time. Tokens/s is the median over rounds (the first round
+left out) and ratios are taken per round. Every
 ``--eval-every-s`` seconds of a loop's training its clock stops and it is scored on the same
 fixed validation windows: val loss (nats/char) after equal training time. Writes results.json
 and, with matplotlib (the ``bench`` extra), loss_vs_time.png. For reference: a Kneser-Ney
@@ -54,6 +61,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.utils import tree_map
 
 from ghostwrite.model.config import GPTConfig
 from ghostwrite.model.gpt import GPT, cross_entropy
@@ -78,6 +86,56 @@ KN6_NATS = 1.5385  # Kneser-Ney 6-gram on nanoGPT's split
 ARTICLE_BATCH = 64  # the article's loop keeps its own recipe: batch 64, lr 1e-3, dropout 0.1
 EVAL_BATCH = 64
 RECIPE = TrainConfig()  # ghostwrite's optimisation defaults, shared by the PyTorch loop
+
+
+@dataclass
+class Recipe:
+    """A variant of ``ghostwrite train``'s defaults: TrainConfig fields (``architecture`` merged
+    over the default's) and the decay of a weight average evaluated in place of the weights."""
+
+    train: dict[str, object] = dataclasses.field(default_factory=dict)
+    architecture: dict[str, object] = dataclasses.field(default_factory=dict)
+    ema: float = 0.0
+
+
+def _arch(**changes: object) -> Callable[[str | None], Recipe]:
+    return lambda _value: Recipe(architecture=changes)
+
+
+RECIPE_CHANGES: dict[str, Callable[[str | None], Recipe]] = {
+    # GPT-2's architecture and the cosine schedule (the PyTorch loop's model).
+    "gpt2": lambda _value: Recipe(train={"architecture": {}, "schedule": "cosine"}),
+    "rope": _arch(position="rope"),
+    "learned": _arch(position="learned"),
+    "qknorm": _arch(qk_norm=True),
+    "relu2": _arch(activation="relu2"),
+    "gelu": _arch(activation="gelu"),
+    "ve": _arch(value_embeds=True),
+    "softcap": lambda value: Recipe(architecture={"logit_cap": float(value or 30)}),
+    "wsd": lambda value: Recipe(train={"schedule": "wsd", "decay_fraction": float(value or 0.3)}),
+    "cosine": lambda _value: Recipe(train={"schedule": "cosine"}),
+    "ema": lambda value: Recipe(ema=float(value or 0.999)),
+    "lr": lambda value: Recipe(
+        train={"learning_rate": float(value or RECIPE.scratch_learning_rate)}
+    ),
+    "muonlr": lambda value: Recipe(train={"muon_learning_rate": float(value or 0.02)}),
+}
+
+
+def parse_recipe(changes: list[str]) -> tuple[dict[str, object], float]:
+    """``["rope", "wsd=0.4"]`` -> TrainConfig fields over the defaults, and the EMA decay."""
+    train: dict[str, object] = {"architecture": dict(RECIPE.architecture)}
+    ema = 0.0
+    for change in changes:
+        name, _, value = change.partition("=")
+        if name not in RECIPE_CHANGES:
+            raise SystemExit(f"unknown recipe change {name!r} (one of {', '.join(RECIPE_CHANGES)})")
+        recipe = RECIPE_CHANGES[name](value or None)
+        architecture = recipe.train.get("architecture", train["architecture"])  # {}: reset
+        train |= recipe.train
+        train["architecture"] = {**architecture, **recipe.architecture}
+        ema = recipe.ema or ema
+    return train, ema
 
 
 @dataclass
@@ -144,9 +202,12 @@ def ghostwrite_loop(
     budget_s: float,
     args: argparse.Namespace,
     streams: int,
+    changes: list[str],
 ) -> Loop:
-    """The real training step (``Run.train_step``) on nanoGPT's split."""
+    """The real training step (``Run.train_step``) on nanoGPT's split, with ``changes`` to
+    ``ghostwrite train``'s recipe (``RECIPE_CHANGES``)."""
     cache = Path(tempfile.mkdtemp(prefix="ghostwrite-bench-"))
+    recipe, ema_decay = parse_recipe(changes)
     cfg = TrainConfig(
         paths=[str(data_path)],
         out=cache / "model",
@@ -162,6 +223,7 @@ def ghostwrite_loop(
         min_lr_ratio=args.min_lr_ratio,
         optimizer=args.optimizer,
     )
+    cfg = dataclasses.replace(cfg, **recipe)
     run = Run(cfg, Reporter("plain", cfg.log_every, silent=True), StopFlag())
     shutil.rmtree(cache)
     run.data = TokenData(np.concatenate([train, val]), len(train), "tail", 0)  # nanoGPT's split
@@ -169,16 +231,52 @@ def ghostwrite_loop(
     def set_horizon(steps: int) -> None:
         run.state.horizon = steps
 
+    step, scored = weight_average(run, ema_decay)
     return Loop(
-        "ghostwrite" + (f":{streams}" if streams else ""),
-        lambda: run.train_step(),
+        "+".join(["ghostwrite" + (f":{streams}" if streams else ""), *changes]),
+        step,
         budget_ticker(budget_s, set_horizon),
-        lambda: mlx_val_loss(run.model, val, args.eval_windows),
-        lambda: mlx_text_loss(run.model, val),
+        lambda: scored(lambda: mlx_val_loss(run.model, val, args.eval_windows)),
+        lambda: scored(lambda: mlx_text_loss(run.model, val)),
         args.batch_size * run.model_cfg.ctx_len,
         lambda: learning_rate_at(cfg, run.base_lr, run.state.step, run.state.horizon),
-        f"{run.streams} stream(s), {backend.blas_threads()} BLAS thread(s)",
+        f"{run.streams} stream(s), {backend.blas_threads()} BLAS thread(s), "
+        f"{run.model.num_params():,} parameters",
     )
+
+
+def weight_average(
+    run: Run, decay: float
+) -> tuple[Callable[[], None], Callable[[Callable[[], float]], float]]:
+    """The run's step, and a scorer that measures the model with an exponential moving average
+    of its weights in place (the weights themselves when ``decay`` is 0). The average's decay
+    ramps up as (1 + t) / (10 + t) so that early steps do not keep the initial weights in it."""
+    model = run.model
+    average = model.trainable_parameters()
+    t = 0
+
+    def step() -> None:
+        nonlocal average, t
+        run.train_step()
+        if decay > 0:
+            d = min(decay, (1 + t) / (10 + t))
+            average = tree_map(
+                lambda a, w: a * d + w * (1 - d), average, model.trainable_parameters()
+            )
+            mx.eval(average)
+            t += 1
+
+    def scored(measure: Callable[[], float]) -> float:
+        if decay <= 0:
+            return measure()
+        weights = model.trainable_parameters()
+        model.update(average)
+        try:
+            return measure()
+        finally:
+            model.update(weights)
+
+    return step, scored
 
 
 def article_loop(train: np.ndarray, val: np.ndarray, args: argparse.Namespace) -> Loop:
@@ -327,11 +425,15 @@ def make_loop(
     val: np.ndarray,
     budget_s: float,
 ) -> Loop | None:
-    kind, _, number = name.partition(":")
+    base, *changes = name.split("+")
+    kind, _, number = base.partition(":")
     if number and not number.isdigit():
         raise SystemExit(f"bad loop {name!r}: the number after ':' is streams or threads")
+    if changes and kind != "ghostwrite":
+        raise SystemExit(f"bad loop {name!r}: only the ghostwrite loop takes recipe changes")
     if kind == "ghostwrite":
-        return ghostwrite_loop(args.data, train, val, budget_s, args, int(number or args.streams))
+        streams = int(number or args.streams)
+        return ghostwrite_loop(args.data, train, val, budget_s, args, streams, changes)
     if kind == "article":
         return article_loop(train, val, args)
     if kind == "torch":
@@ -342,12 +444,12 @@ def make_loop(
 def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float) -> list[dict]:
     """Each loop trains ``budget_s`` seconds of training time, the loops taking turns for
     ``round_s`` seconds, so all of them see the same background load. Every ``eval_every_s``
-    seconds of a loop's training its clock stops and it is scored on the validation windows."""
+    seconds of a loop's training its clock stops and it is scored on the validation windows
+    (not at step 0: the whole-text measure takes many seconds, and at random weights it says
+    nothing)."""
     runs = [
         {"loop": loop, "elapsed": 0.0, "steps": 0, "next_eval": eval_every_s, "rounds": [],
-         "cpu_rounds": [],
-         "points": [{"time_s": 0.0, "steps": 0, "val_loss": loop.val_loss(),
-                     "text_loss": loop.text_loss(), "lr": loop.learning_rate()}]}
+         "cpu_rounds": [], "points": []}
         for loop in loops
     ]  # fmt: skip
     round_no = 0
@@ -361,7 +463,9 @@ def race(loops: list[Loop], budget_s: float, round_s: float, eval_every_s: float
                 loop.step()
                 spent = time.perf_counter() - started
                 round_cpu += time.process_time() - cpu_started
-                r["elapsed"] += spent
+                # The first step builds the JIT kernels; a variant whose kernels are not yet in
+                # MLX's cache would otherwise lose many seconds of its budget to the compiler.
+                r["elapsed"] += spent if r["steps"] else 0.0
                 r["steps"] += 1
                 round_time += spent
                 round_steps += 1
@@ -450,11 +554,11 @@ def plot(results: list[dict], path: Path, batch_size: int) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
-        xs = [p["time_s"] / 60 for p in r["points"][1:]]
-        text = ax.plot(xs, [p["text_loss"] for p in r["points"][1:]], marker=".")
+        xs = [p["time_s"] / 60 for p in r["points"]]
+        text = ax.plot(xs, [p["text_loss"] for p in r["points"]], marker=".")
         ax.plot(
             xs,
-            [p["val_loss"] for p in r["points"][1:]],
+            [p["val_loss"] for p in r["points"]],
             linestyle=":",
             color=text[0].get_color(),
             label=f"{r['name']}: windows starting without context",
@@ -464,7 +568,7 @@ def plot(results: list[dict], path: Path, batch_size: int) -> bool:
     ax.set_xlabel("training time (minutes, this machine)")
     ax.set_ylabel("validation loss (nats/char)")
     ax.set_title(f"tinyshakespeare, ctx 128, 3x128, batch {batch_size}")
-    ax.set_ylim(top=min(3.0, max(p["val_loss"] for r in results for p in r["points"][1:]) + 0.1))
+    ax.set_ylim(top=min(3.0, max(p["val_loss"] for r in results for p in r["points"]) + 0.1))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
