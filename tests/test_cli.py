@@ -1,11 +1,19 @@
-"""The ghostwrite command: exit codes, one-line errors, complete and info on a scripted model."""
+"""The ghostwrite command: exit codes, one-line errors, complete and info on a scripted model,
+and the train flags generated from ``TrainConfig``."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import fields, replace
+from pathlib import Path
 
 import pytest
+
+from ghostwrite.model.config import PRESETS
+from ghostwrite.training.cli import FLAG_GROUPS, config_from_args, train_flags, train_parser
+from ghostwrite.training.config import TrainConfig
 
 
 def ghostwrite(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -76,3 +84,79 @@ def test_info_prints_the_card(scripted_model_dir):
     info = json.loads(result.stdout)
     assert info["config"] == CONFIG.to_dict()
     assert info["card"]["parameters"] == parameter_count(CONFIG)
+
+
+# ---- ghostwrite train's flags, generated from TrainConfig ---------------------------------------
+
+# Each flag of `ghostwrite train`: the words that give it, and the setting's value they make.
+TRAIN_FLAG_VALUES: dict[str, tuple[list[str], object]] = {
+    "paths": (["notes", "more/*.md"], ["notes", "more/*.md"]),
+    "out": (["--out", "models/mine"], Path("models/mine")),
+    "preset": (["--preset", "tiny"], "tiny"),
+    "init": (["--init"], "bundled"),
+    "ctx_len": (["--ctx-len", "64"], 64),
+    "n_emb": (["--n-emb", "32"], 32),
+    "n_heads": (["--n-heads", "2"], 2),
+    "n_layers": (["--n-layers", "1"], 1),
+    "max_minutes": (["--max-minutes", "1.5"], 1.5),
+    "max_steps": (["--max-steps", "7"], 7),
+    "epochs": (["--epochs", "0.5"], 0.5),
+    "resume": (["--resume"], True),
+    "include": (["--include", "*.md", "--include", "*.txt"], ["*.md", "*.txt"]),
+    "exclude": (["--exclude", "drafts"], ["drafts"]),
+    "seed": (["--seed", "3"], 3),
+    "progress": (["--progress", "json"], "json"),
+    "optimizer": (["--optimizer", "adamw"], "adamw"),
+    "batch_size": (["--batch-size", "4"], 4),
+    "learning_rate": (["--lr", "0.01"], 0.01),
+    "warmup_steps": (["--warmup-steps", "0"], 0),
+    "weight_decay": (["--weight-decay", "0"], 0.0),
+    "grad_clip": (["--grad-clip", "0.5"], 0.5),
+    "dropout": (["--dropout", "0.2"], 0.2),
+    "val_fraction": (["--val-fraction", "0.2"], 0.2),
+    "hold_out": (["--hold-out", "a*", "--hold-out", "b"], ["a*", "b"]),
+    "eval_every": (["--eval-every", "5"], 5),
+    "eval_windows": (["--eval-windows", "6"], 6),
+    "log_every": (["--log-every", "7"], 7),
+    "checkpoint_every": (["--checkpoint-every", "8"], 8),
+    "checkpoint_dir": (["--checkpoint-dir", "/tmp/c"], Path("/tmp/c")),
+    "token_cache": (["--token-cache", "/tmp/t"], Path("/tmp/t")),
+    "streams": (["--streams", "2"], 2),
+    "blas_threads": (["--blas-threads", "3"], 3),
+    "compile": (["--no-compile"], False),
+}
+
+
+def test_every_training_setting_says_whether_ghostwrite_train_has_a_flag_for_it():
+    undecided = [f.name for f in fields(TrainConfig) if "flag" not in f.metadata]
+    assert not undecided, (
+        f"TrainConfig fields without CLI metadata in training/config.py: {undecided}; give each "
+        "metadata=flag(help=...) for a `ghostwrite train` flag, or metadata=NO_FLAG for none"
+    )
+    groups = {f.metadata["flag"].get("group") for f in train_flags()} - {None}
+    assert groups <= set(FLAG_GROUPS), f"unknown --help groups: {groups - set(FLAG_GROUPS)}"
+
+
+def test_train_flags_default_to_the_dataclass_and_each_sets_its_own_setting():
+    def parse(words: list[str]) -> TrainConfig:
+        return replace(config_from_args(train_parser().parse_args(words)), command="")
+
+    assert parse([]) == TrainConfig()
+    assert set(TRAIN_FLAG_VALUES) == {f.name for f in train_flags()}, (
+        "a flag was added or removed: update TRAIN_FLAG_VALUES"
+    )
+    for name, (words, value) in TRAIN_FLAG_VALUES.items():
+        assert parse(words) == replace(TrainConfig(), **{name: value}), (name, words)
+
+
+def test_train_help_groups_its_flags():
+    result = ghostwrite("train", "--help")
+    assert result.returncode == 0, result.stderr
+    sections = re.split(r"\n(?=\S)", result.stdout)
+    heading = {section.split(":")[0]: section for section in sections}
+    for title, _ in FLAG_GROUPS.values():
+        assert title in heading, result.stdout
+    assert "--ctx-len N" in heading["model shape"] and "--lr LR" in heading["optimisation"]
+    assert "none given: 10 minutes" in heading["budget"]
+    assert "(default 0.003, fine-tuning 0.0003)" in result.stdout
+    assert f"--preset {{{','.join(PRESETS)}}}" in result.stdout

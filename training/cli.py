@@ -21,12 +21,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import Field, fields
 from pathlib import Path
-from typing import NoReturn
+from types import UnionType
+from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 
-from .config import OPTIMIZERS, PROGRESS_MODES, TrainConfig
+from .config import TrainConfig
 
-DEFAULTS = TrainConfig()
 TRAIN_DESCRIPTION = "Train (or fine-tune) a model on your own text files."
 
 
@@ -91,111 +92,79 @@ def run_command(build_parser: Callable[[], ArgumentParser], argv: Sequence[str] 
         return 130
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from ghostwrite.model.config import PRESETS
+# Headings of ``ghostwrite train --help`` (title, description): a field's ``group`` names one.
+FLAG_GROUPS: dict[str, tuple[str, str | None]] = {
+    "shape": ("model shape", "changes to the preset (from scratch only)"),
+    "budget": (
+        "budget",
+        "stop at the first limit reached; none given: {default_minutes:g} minutes",
+    ),
+    "optimisation": ("optimisation", None),
+    "runs": ("evaluation, checkpoints, machinery", None),
+}
 
-    d = DEFAULTS
-    parser.add_argument(
-        "paths", nargs="*", metavar="PATHS", help="files, folders (recursive) and globs to learn"
-    )
-    parser.add_argument(
-        "--out", type=Path, metavar="DIR", help="model directory to write (default: personal)"
-    )
-    parser.add_argument(
-        "--preset", choices=list(PRESETS), default=d.preset, help=f"model size ({d.preset})"
-    )
-    parser.add_argument(
-        "--init",
-        nargs="?",
-        const="bundled",
-        metavar="bundled|personal|DIR",
-        help="fine-tune this model instead of starting from scratch (alone: the bundled one)",
-    )
-    shape = parser.add_argument_group("model shape", "changes to the preset (from scratch only)")
-    shape.add_argument("--ctx-len", type=positive_int, metavar="N", help="context in bytes")
-    shape.add_argument("--n-emb", type=positive_int, metavar="N", help="width")
-    shape.add_argument("--n-heads", type=positive_int, metavar="N", help="attention heads")
-    shape.add_argument("--n-layers", type=positive_int, metavar="N", help="transformer blocks")
-    budget = parser.add_argument_group(
-        "budget", f"stop at the first limit reached; none given: {d.default_minutes:g} minutes"
-    )
-    budget.add_argument("--max-minutes", type=positive_float, metavar="M")
-    budget.add_argument("--max-steps", type=positive_int, metavar="N")
-    budget.add_argument("--epochs", type=positive_float, metavar="E")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the checkpoint of the same run"
-    )
-    parser.add_argument(
-        "--include", action="append", default=[], metavar="GLOB", help="only matching files"
-    )
-    parser.add_argument(
-        "--exclude", action="append", default=[], metavar="GLOB", help="skip matching paths"
-    )
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument(
-        "--progress",
-        choices=PROGRESS_MODES,
-        default=d.progress,
-        help="bar on a terminal, plain lines otherwise; json: one event per line on stdout",
-    )
-    tuning = parser.add_argument_group("optimisation")
-    tuning.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    tuning.add_argument(
-        "--lr",
-        type=positive_float,
-        default=d.learning_rate,
-        help=f"peak learning rate (default {d.scratch_learning_rate:g}, "
-        f"fine-tuning {d.finetune_learning_rate:g})",
-    )
-    tuning.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default=d.optimizer,
-        help="muon: Muon for the blocks' matrices, AdamW for the rest; adamw: AdamW for all",
-    )
-    tuning.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    tuning.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    tuning.add_argument("--grad-clip", type=float, default=d.grad_clip, help="0: off")
-    tuning.add_argument(
-        "--dropout", type=float, default=d.dropout, help=f"{d.dropout:g} (the article used 0.1)"
-    )
-    runs = parser.add_argument_group("evaluation, checkpoints, machinery")
-    runs.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    runs.add_argument(
-        "--hold-out",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="validate on the files whose name or path matches (default: whole files chosen "
-        "to make --val-fraction of the text)",
-    )
-    runs.add_argument("--eval-every", type=positive_int, default=d.eval_every, metavar="STEPS")
-    runs.add_argument("--eval-windows", type=positive_int, default=d.eval_windows)
-    runs.add_argument("--log-every", type=positive_int, default=d.log_every, metavar="STEPS")
-    runs.add_argument(
-        "--checkpoint-every", type=positive_int, default=d.checkpoint_every, metavar="STEPS"
-    )
-    runs.add_argument(
-        "--checkpoint-dir", type=Path, metavar="DIR", help="default: <out>.checkpoint"
-    )
-    runs.add_argument(
-        "--token-cache", type=Path, metavar="DIR", help="default: ~/.cache/ghostwrite/tokens"
-    )
-    runs.add_argument(
-        "--streams",
-        type=int,
-        default=d.streams,
-        help="CPU streams each process splits its batch over (0: cores / processes, up to 4)",
-    )
-    runs.add_argument(
-        "--blas-threads",
-        type=int,
-        default=d.blas_threads,
-        help="0: 1 with several streams, else (cores - 1) / processes, 1 to 4",
-    )
-    runs.add_argument(
-        "--no-compile", dest="compile", action="store_false", help="run the step uncompiled"
-    )
+
+def train_flags() -> list[Field[Any]]:
+    """The ``TrainConfig`` fields that ``ghostwrite train`` has flags for, in the class's order."""
+    return [f for f in fields(TrainConfig) if f.metadata.get("flag") is not None]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """A flag for each field ``train_flags`` names, from its type, default and metadata."""
+    defaults = vars(TrainConfig())
+    hints = get_type_hints(TrainConfig)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in train_flags():
+        spec = f.metadata["flag"]
+        target: argparse._ActionsContainer = parser
+        if (key := spec.get("group")) is not None:
+            if key not in groups:
+                title, description = FLAG_GROUPS[key]
+                groups[key] = parser.add_argument_group(
+                    title, description and description.format(**defaults)
+                )
+            target = groups[key]
+        names, options = _flag(f.name, hints[f.name], spec, defaults)
+        target.add_argument(*names, **options)
+
+
+def _flag(
+    name: str, kind: Any, spec: dict[str, Any], defaults: dict[str, Any]
+) -> tuple[list[str], dict[str, Any]]:
+    """``add_argument``'s names and options for one setting."""
+    default = defaults[name]
+    options: dict[str, Any] = {"default": default}
+    if spec.get("help"):
+        options["help"] = spec["help"].format(**defaults)
+    options.update({key: spec[key] for key in ("metavar", "nargs", "const") if key in spec})
+    if "choices" in spec:
+        choices = spec["choices"]
+        options["choices"] = list(choices() if callable(choices) else choices)
+    present = [arg for arg in get_args(kind) if arg is not type(None)]
+    if get_origin(kind) in (Union, UnionType) and len(present) == 1:
+        kind = present[0]  # None stands for "not given"
+    positional = bool(spec.get("positional"))
+    if kind is bool:  # a switch: --name turns it on, or --no-name off when it defaults to on
+        flag = spec.get("name", "--" + ("no-" if default else "") + name.replace("_", "-"))
+        action = "store_false" if default else "store_true"
+        return [flag], {**options, "dest": name, "action": action}
+    if get_origin(kind) is list:  # a positional takes them all, a flag one per use
+        (kind,) = get_args(kind)
+        if positional:
+            options["nargs"] = "*"
+        else:
+            options["action"] = "append"
+    if kind is int:
+        options["type"] = positive_int if spec.get("positive") else int
+    elif kind is float:
+        options["type"] = positive_float if spec.get("positive") else float
+    elif kind is Path:
+        options["type"] = Path
+    elif kind is not str:
+        raise TypeError(f"TrainConfig.{name}: no flag for {kind}; give it NO_FLAG metadata")
+    if positional:
+        return [name], options
+    return [spec.get("name", "--" + name.replace("_", "-"))], {**options, "dest": name}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -203,40 +172,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if argv[:1] == ["train"]:
         argv = argv[1:]
     return TrainConfig(
-        paths=list(args.paths),
-        out=args.out,
-        preset=args.preset,
-        init=args.init,
-        ctx_len=args.ctx_len,
-        n_emb=args.n_emb,
-        n_heads=args.n_heads,
-        n_layers=args.n_layers,
-        max_minutes=args.max_minutes,
-        max_steps=args.max_steps,
-        epochs=args.epochs,
-        resume=args.resume,
-        include=list(args.include),
-        exclude=list(args.exclude),
-        seed=args.seed,
-        progress=args.progress,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        optimizer=args.optimizer,
-        warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        dropout=args.dropout,
-        val_fraction=args.val_fraction,
-        hold_out=list(args.hold_out),
-        eval_every=args.eval_every,
-        eval_windows=args.eval_windows,
-        log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every,
-        checkpoint_dir=args.checkpoint_dir,
-        token_cache=args.token_cache,
-        streams=args.streams,
-        blas_threads=args.blas_threads,
-        compile=args.compile,
+        **{f.name: getattr(args, f.name) for f in train_flags()},
         command=shlex.join(["ghostwrite", "train", *argv]),
     )
 
