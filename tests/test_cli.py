@@ -1,6 +1,7 @@
 """The ghostwrite command: exit codes, one-line errors, complete and info on a scripted model,
 and the train flags generated from ``TrainConfig``."""
 
+import importlib
 import json
 import os
 import re
@@ -139,7 +140,7 @@ def test_every_training_setting_says_whether_ghostwrite_train_has_a_flag_for_it(
 
 def test_train_flags_default_to_the_dataclass_and_each_sets_its_own_setting():
     def parse(words: list[str]) -> TrainConfig:
-        return replace(config_from_args(train_parser().parse_args(words)), command="")
+        return config_from_args(train_parser().parse_args(words))
 
     assert parse([]) == TrainConfig()
     assert set(TRAIN_FLAG_VALUES) == {f.name for f in train_flags()}, (
@@ -160,3 +161,20 @@ def test_train_help_groups_its_flags():
     assert "none given: 10 minutes" in heading["budget"]
     assert "(default 0.003, fine-tuning 0.0003)" in result.stdout
     assert f"--preset {{{','.join(PRESETS)}}}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("ghostwrite.training.cli", ["notes", "--seed", "3"]),
+        ("ghostwrite.server.cli", ["train", "notes", "--seed", "3"]),
+    ],
+)
+def test_the_card_records_the_command_line_main_was_given(module, argv, monkeypatch):
+    from ghostwrite.training import train
+
+    given: list[TrainConfig] = []
+    monkeypatch.setattr(train, "train", given.append)
+    monkeypatch.setattr(sys, "argv", ["ghostwrite", "train", "--other", "words"])
+    assert importlib.import_module(module).main(argv) == 0
+    assert [cfg.command for cfg in given] == ["ghostwrite train notes --seed 3"]

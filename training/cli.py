@@ -80,13 +80,16 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def run_command(build_parser: Callable[[], ArgumentParser], argv: Sequence[str] | None) -> int:
-    """Parse ``argv`` (default: this process's arguments) and run the chosen command; Ctrl-C at
-    any moment ends it quietly with exit code 130."""
+    """Parse ``argv`` (default: this process's arguments) and run the chosen command, which finds
+    the command line it was given in ``args.command_line``; Ctrl-C at any moment ends it quietly
+    with exit code 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with interrupts_deferred():
             parser = build_parser()
         args = parser.parse_args(argv)
+        # The command as given (``main(argv)`` need not be this process's own arguments).
+        args.command_line = shlex.join([*parser.prog.split(), *argv])
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
@@ -167,14 +170,9 @@ def _flag(
     return [spec.get("name", "--" + name.replace("_", "-"))], {**options, "dest": name}
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    argv = sys.argv[1:]
-    if argv[:1] == ["train"]:
-        argv = argv[1:]
-    return TrainConfig(
-        **{f.name: getattr(args, f.name) for f in train_flags()},
-        command=shlex.join(["ghostwrite", "train", *argv]),
-    )
+def config_from_args(args: argparse.Namespace, command: str = "") -> TrainConfig:
+    """The settings the flags give; ``command`` is the command line, for the model card."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in train_flags()}, command=command)
 
 
 def setup_mlx(command: str) -> None:
@@ -188,7 +186,7 @@ def setup_mlx(command: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     try:
-        cfg = config_from_args(args)
+        cfg = config_from_args(args, args.command_line)
     except ValueError as err:
         print(f"ghostwrite train: error: {err}", file=sys.stderr)
         return 2
