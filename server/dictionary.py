@@ -23,7 +23,7 @@ WORD = re.compile(r"\w+(?:'\w+)*")
 FOLLOWERS_SCANNED = 256
 
 
-def _word_start(text: str, i: int) -> int:
+def word_start(text: str, i: int) -> int:
     while i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_'"):
         i -= 1
     return i
@@ -38,7 +38,7 @@ def _word_end(text: str, i: int) -> int:
 
 def region(text: str, a: int, b: int) -> tuple[int, int]:
     """[a, b) widened to whole words plus one more word on each side (for the pairs)."""
-    a = _word_start(text, a)
+    a = word_start(text, a)
     b = _word_end(text, b)
     left = a
     while left > 0 and not (text[left - 1].isalnum() or text[left - 1] == "_"):
@@ -46,7 +46,7 @@ def region(text: str, a: int, b: int) -> tuple[int, int]:
     right = b
     while right < len(text) and not (text[right].isalnum() or text[right] == "_"):
         right += 1
-    return _word_start(text, left), _word_end(text, right)
+    return word_start(text, left), _word_end(text, right)
 
 
 class WordStats:

@@ -26,8 +26,9 @@ from ghostwrite.model.completer import Completer
 from ghostwrite.model.inference import Decoder, log_softmax
 from ghostwrite.model.search import is_word_byte
 
-from .dictionary import WORD, WordStats, WorkspaceIndex, _word_start, index_workspace
+from .dictionary import WordStats, WorkspaceIndex, index_workspace
 from .options import ServerOptions
+from .ranking import CALIBRATION, Calibration, product, word_candidates
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class WordScoring:
     # probability: on two spans of The Time Machine it saved 25.3% and 26.2% of keystrokes,
     # against 25.1% and 25.1% by probability (bench/keystrokes.py, confidence 0.05).
     by_savings: bool = True
+    # What a word suggestion's probability means (None: the renormalised product itself).
+    calibration: Calibration | None = CALIBRATION
 
 
 # Bytes after which a word is over (the word stop rule's boundary).
@@ -189,53 +192,24 @@ def rescore_with_dictionary(
     """Rescore the model's words and the dictionary's (a cache language model) by the product of
     the two: P_model(text) * P_dictionary(word | previous word, typed prefix). The model judges
     the context, the dictionary which words this writer uses; their product favours words both
-    expect. The model scores every candidate exactly (``word_probabilities``). Probabilities are
-    the products renormalised to the model's total for the candidates, so the confidence
-    threshold keeps its meaning.
-
-    Right after a whole word (the cursor where a typist who just accepted one stands), the word
-    may go on or end: the next word, after a space or punctuation, gets the dictionary's
-    P(the typed word ends) * P(next word | typed word)."""
-    start = _word_start(before, len(before))
-    prefix = before[start:]
-    words_before = WORD.findall(before[max(0, start - 200) : start])
-    previous = words_before[-1] if words_before else None
-    # Between words a dictionary word needs a separating space unless one was just typed.
-    gap = "" if prefix or not before or before[-1].isspace() else " "
-    here = stats.distribution(prefix, previous)
-    ends = here.probability(prefix) if prefix else 0.0  # the typed word may be whole already
-    following = stats.distribution("", prefix)
-    limit = scoring.dictionary_candidates
-    dictionary = [gap + w[len(prefix) :] for w in stats.candidates(prefix, previous, limit)]
-    if ends:
-        dictionary += [" " + w for w in stats.candidates("", prefix, limit)]
-
-    def dictionary_probability(text: str) -> float:
-        typed = WORD.match(prefix + text)
-        if prefix and typed and typed.end() > len(prefix):
-            return here.probability(typed.group(0))  # the typed word goes on
-        after = WORD.search(text)  # the next word, after a space, punctuation or line break
-        if not prefix:
-            return here.probability(after.group(0)) if after else 0.0
-        return ends * (following.probability(after.group(0)) if after else 1.0)
-
-    texts = [t for t in dict.fromkeys([*(s.text for s in found), *dictionary]) if t]
-    if not texts:
+    expect. The model scores every candidate exactly (``word_probabilities``). The products are
+    renormalised to the model's total for the candidates, then calibrated (``scoring``) into how
+    often such a suggestion was the next word on held-out text, which the confidence threshold
+    applies to."""
+    candidates = word_candidates(
+        before, [s.text for s in found], stats, word_probabilities, scoring.dictionary_candidates
+    )
+    model = candidates.model
+    if not candidates.texts:
         return []
-    model = word_probabilities(texts)
-    dictionary_p = [max(scoring.unseen_word, dictionary_probability(t)) for t in texts]
-    both = model * np.array(dictionary_p)
-    total = both.sum()
-    if total <= 0:
+    if model.sum() <= 0:
         return found  # nothing fits in the model's window
-    scored = [
-        Suggestion(text, p) for text, p in zip(texts, both * (model.sum() / total), strict=True)
-    ]
-
-    def value(s: Suggestion) -> float:
-        return s.probability * (len(s.text) - 1 if scoring.by_savings else 1)
-
-    return sorted(scored, key=value, reverse=True)
+    both = product(model, candidates.dictionary, scoring.unseen_word)
+    shown = both if scoring.calibration is None else scoring.calibration(both)
+    # Ranked by the product, whose order the calibration keeps.
+    saved = np.array([len(t) - 1 for t in candidates.texts]) if scoring.by_savings else 1
+    order = np.argsort(-(both * saved), kind="stable")
+    return [Suggestion(candidates.texts[i], float(shown[i])) for i in order]
 
 
 @dataclass

@@ -78,7 +78,7 @@ def test_rescoring_multiplies_model_and_dictionary_and_ranks_by_saving():
     assert [s.text for s in completed] == ["anzibar"]  # the only word the dictionary knows
     # Equally likely to the model: the word the dictionary knows goes first.
     found = [Suggestion("ulu", 0.1), Suggestion("ebra", 0.1)]
-    by_probability = WordScoring(by_savings=False)
+    by_probability = WordScoring(by_savings=False, calibration=None)
     both = rescore_with_dictionary("near the z", found, stats, by_probability, flat_model)
     assert [s.text for s in both] == ["ebra", "ulu"]
     # The model's total for the candidates, shared out in proportion to the products.
@@ -115,7 +115,7 @@ def test_after_a_whole_word_the_next_words_come_with_their_space():
     def flat_model(texts: list[str]) -> np.ndarray:
         return np.full(len(texts), 0.1)
 
-    scoring = WordScoring(by_savings=False)
+    scoring = WordScoring(by_savings=False, calibration=None)
     after = rescore_with_dictionary("near the Zanzibar", [], stats, scoring, flat_model)
     assert {s.text for s in after} == {" coast", " harbour"}
     # "Zanzibar" is only ever whole, and its two followers are equally likely.

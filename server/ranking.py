@@ -1,0 +1,130 @@
+"""Word candidates and their probabilities: the model's words and the dictionary's, scored by the
+product of the two, and a calibration fitted on held-out text that turns the product into how
+often such a suggestion is the next word (so the ``confidence`` threshold means what it says)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .dictionary import WORD, WordDistribution, WordStats, word_start
+
+
+@dataclass(frozen=True)
+class WordContext:
+    """What the dictionary knows at a cursor: the typed part of the word, the word before it,
+    and the distributions of the word here and of the word after a whole typed word."""
+
+    prefix: str
+    previous: str | None
+    here: WordDistribution  # P(word | previous word, typed prefix)
+    following: WordDistribution  # P(next word | the typed word), once it is whole
+
+    @classmethod
+    def at(cls, before: str, stats: WordStats) -> WordContext:
+        start = word_start(before, len(before))
+        prefix = before[start:]
+        words_before = WORD.findall(before[max(0, start - 200) : start])
+        previous = words_before[-1] if words_before else None
+        here = stats.distribution(prefix, previous)
+        return cls(prefix, previous, here, stats.distribution("", prefix))
+
+    def unconditional(self) -> WordContext:
+        """The same cursor by word counts alone, ignoring the previous word."""
+
+        def alone(d: WordDistribution) -> WordDistribution:
+            return replace(d, follow=Counter(), follow_total=0, follow_distinct=0)
+
+        return replace(self, previous=None, here=alone(self.here), following=alone(self.following))
+
+    def probability(self, text: str) -> tuple[float, str, bool]:
+        """P_dict of the word ``text`` types, that word, and whether it is a new word.
+
+        Right after a whole word (where a typist who just accepted one stands), the word may go
+        on or end: the next word, after a space or punctuation, gets P(the typed word ends) *
+        P(next word | typed word)."""
+        prefix = self.prefix
+        typed = WORD.match(prefix + text)
+        if prefix and typed and typed.end() > len(prefix):
+            return self.here.probability(typed.group(0)), typed.group(0), False  # it goes on
+        after = WORD.search(text)  # the next word, after a space, punctuation or line break
+        word = after.group(0) if after else ""
+        if not prefix:
+            return (self.here.probability(word) if word else 0.0), word, True
+        ends = self.here.probability(prefix)
+        return ends * (self.following.probability(word) if word else 1.0), word, True
+
+
+@dataclass(frozen=True)
+class WordCandidates:
+    texts: list[str]
+    model: np.ndarray  # (N,) P_model(text, then the end of its word)
+    dictionary: np.ndarray  # (N,) P_dict, 0 where the dictionary does not know the word
+    context: WordContext
+
+
+def word_candidates(
+    before: str,
+    found: Sequence[str],
+    stats: WordStats,
+    word_probabilities: Callable[[list[str]], np.ndarray],
+    limit: int,
+) -> WordCandidates:
+    """The model's texts (``found``) and the dictionary's ``limit`` likeliest words for a cursor
+    after ``before`` (and, after a whole word, its likeliest followers), scored by the model in
+    one pass and by the dictionary."""
+    context = WordContext.at(before, stats)
+    prefix = context.prefix
+    # Between words a dictionary word needs a separating space unless one was just typed.
+    gap = "" if prefix or not before or before[-1].isspace() else " "
+    listed = [gap + w[len(prefix) :] for w in stats.candidates(prefix, context.previous, limit)]
+    if prefix and context.here.probability(prefix):  # the typed word may be whole already
+        listed += [" " + w for w in stats.candidates("", prefix, limit)]
+    texts = [t for t in dict.fromkeys([*found, *listed]) if t]
+    if not texts:
+        return WordCandidates([], np.zeros(0), np.zeros(0), context)
+    dictionary = np.array([context.probability(t)[0] for t in texts])
+    return WordCandidates(texts, word_probabilities(texts), dictionary, context)
+
+
+def product(model: np.ndarray, dictionary: np.ndarray, unseen: float) -> np.ndarray:
+    """P_model * P_dict (at least ``unseen``: the model's own words can be names the dictionary
+    never saw), shared out in proportion over the model's total for the candidates."""
+    both = model * np.maximum(unseen, dictionary)
+    total = both.sum()
+    return both * (model.sum() / total) if total > 0 else both
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """P(the suggestion is the next word) = sigmoid(slope * log p + intercept): monotone, so it
+    keeps the ranking and changes only what a probability (and the threshold) means."""
+
+    slope: float
+    intercept: float
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        z = self.slope * np.log(np.maximum(p, 1e-12)) + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+# Fitted on Jekyll and Hyde, outside every evaluation set, with the bundled model:
+#     python bench/keystrokes.py --model model/bundled --fit --texts alice
+CALIBRATION = Calibration(1.1861, 0.666)
+
+
+def fit_calibration(p: np.ndarray, right: np.ndarray) -> Calibration:
+    """Logistic regression of ``right`` (0/1) on log ``p`` (Newton's method)."""
+    x = np.stack([np.log(np.maximum(p, 1e-12)), np.ones(len(p))], axis=1)
+    y = right.astype(np.float64)
+    w = np.zeros(2)
+    for _ in range(100):
+        q = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        step = np.linalg.solve((x * (q * (1 - q))[:, None]).T @ x + 1e-9 * np.eye(2), x.T @ (q - y))
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return Calibration(round(float(w[0]), 4), round(float(w[1]), 4))
