@@ -93,14 +93,19 @@ class Document:
         start = int(self.starts[line])
         return types.Position(line, code_units(self.text[start:offset], encoding))
 
-    def apply(self, change: types.TextDocumentContentChangeEvent, encoding: str) -> None:
+    def apply(
+        self, change: types.TextDocumentContentChangeEvent, encoding: str
+    ) -> tuple[int, int] | None:
+        """Apply one change; returns the code point span ``(a, b)`` of the old text that an
+        incremental change replaced, or None when the change replaced the whole document."""
         if isinstance(change, types.TextDocumentContentChangeWholeDocument):
             self.text = change.text
             self.__post_init__()
-            return
+            return None
         a = self.offset_at(change.range.start, encoding)
         b = max(a, self.offset_at(change.range.end, encoding))
         self.replace(a, b, change.text)
+        return a, b
 
     def replace(self, a: int, b: int, new: str) -> None:
         """Replace text[a:b] with ``new`` and update the line starts of the touched lines."""
