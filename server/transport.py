@@ -162,7 +162,8 @@ def _is_json(body: bytes) -> bool:
 
 
 class FrameWriter:
-    """pygls's writer interface over a raw file descriptor, safe to call from any thread."""
+    """pygls's ``Writer`` over a write function (stdout's file descriptor or a TCP socket's),
+    safe to call from any thread."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self._write = write
@@ -173,7 +174,7 @@ class FrameWriter:
             self._write(data)
 
     def close(self) -> None:
-        """Closing happens when the process ends; pygls calls this on exit."""
+        """Part of pygls's ``Writer``; the session that made the connection closes it."""
 
 
 def fd_writer(fd: int) -> Callable[[bytes], None]:
