@@ -4,8 +4,9 @@
 - requests after ``shutdown`` are answered InvalidRequest (pygls drops them silently), and
   requests before ``initialize`` ServerNotInitialized;
 - malformed JSON gets a ParseError answer, non-JSON-RPC objects InvalidRequest;
-- ``exit`` stops the loop and leaves the exit code to the caller (0 after shutdown, else 1);
-- document sync is ours (``documents.Documents``): fast incremental edits, all encodings;
+- ``exit`` goes to the server's handler, which stops the loop and leaves the exit code to the
+  caller (0 after shutdown, else 1), instead of pygls's ``sys.exit``;
+- document sync is the server's alone (``sync.DocumentSync``): pygls keeps no copy;
 - popup completion is offered only to clients without inline completion, whose completion
   plugins (nvim-cmp, blink.cmp, VS Code's IntelliSense) would otherwise list the ghost text's
   words a second time.
@@ -17,7 +18,7 @@ import json
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cattrs import transform_error
 from cattrs.errors import ClassValidationError
@@ -33,9 +34,6 @@ from pygls.exceptions import (
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from .transport import MAX_DEPTH, FrameError, too_deep
-
-if TYPE_CHECKING:
-    from .server import GhostwriteServer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +51,22 @@ class InvalidMessage:
 
 
 class GhostwriteProtocol(LanguageServerProtocol):
-    _server: GhostwriteServer
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # pygls keeps these two states only in private attributes.
+        self.initialize_received = False
+        self.shut_down = False
+
+    def forget_client(self) -> None:
+        """Back to the state before ``initialize``, for the next client. pygls serves one
+        client per process and has no public way to drop one's requests, so its request tables
+        are cleared here."""
+        for future in list(self._request_futures.values()):
+            future.cancel()
+        self._request_futures.clear()
+        self._result_types.clear()
+        self.initialize_received = False
+        self.shut_down = False
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         if "jsonrpc" in data:
@@ -108,6 +121,8 @@ class GhostwriteProtocol(LanguageServerProtocol):
     def _send_error(self, msg_id: Any, error: JsonRpcException) -> None:
         if msg_id is not None and not isinstance(msg_id, (int, str)):
             msg_id = None
+        # pygls answers only the requests it dispatches; these never reach a handler and its
+        # one way to send an answer is this private method.
         self._send_response(msg_id, error=error.to_response_error())
 
     def handle_message(self, message: Any) -> None:
@@ -119,15 +134,16 @@ class GhostwriteProtocol(LanguageServerProtocol):
             elif method is None and message.id is not None:
                 # A malformed answer to one of our requests: fail that request, not hang it.
                 error = types.ResponseError(JsonRpcInvalidParams.CODE, message.reason)
-                self._handle_response(message.id, None, error)
+                super().handle_message(types.ResponseErrorMessage(id=message.id, error=error))
             else:
                 log.warning("ignored %s with invalid params: %s", method, message.reason)
             return
-        if self._shutdown and method is not None and method != types.EXIT:
+        if self.shut_down and method is not None and method != types.EXIT:
             if is_request:
                 self._send_error(message.id, JsonRpcInvalidRequest("the server is shut down"))
             return
-        if self._workspace is None and method is not None and method not in ALLOWED_BEFORE_INIT:
+        before_init = not self.initialize_received and method not in ALLOWED_BEFORE_INIT
+        if before_init and method is not None:
             if is_request:
                 self._send_error(
                     message.id, JsonRpcServerNotInitialized("the server is not initialized")
@@ -144,6 +160,8 @@ class GhostwriteProtocol(LanguageServerProtocol):
     def lsp_initialize(
         self, params: types.InitializeParams
     ) -> Generator[Any, Any, types.InitializeResult]:
+        # Set first: the server's initialize handler may already message the user.
+        self.initialize_received = True
         result = yield from super().lsp_initialize(params)
         document = params.capabilities.text_document
         if document is not None and document.inline_completion is not None:
@@ -152,29 +170,36 @@ class GhostwriteProtocol(LanguageServerProtocol):
 
     @lsp_method(types.SHUTDOWN)
     def lsp_shutdown(self, *args: Any) -> Generator[Any, Any, None]:
-        """pygls's shutdown, cancelling the requests in flight over a copy of their table: a
-        cancelled command's callback removes its entry at once, and iterating the table itself
-        then failed the shutdown."""
+        """pygls's shutdown, cancelling the requests in flight over a copy of their table (there
+        is no public view of it): a cancelled command's callback removes its entry at once, so
+        iterating the table itself would fail the shutdown."""
         if (user_handler := self.fm.features.get(types.SHUTDOWN)) is not None:
             yield user_handler, args, None
         current_id = self.msg_id
         for msg_id, future in list(self._request_futures.items()):
             if msg_id != current_id and not future.done():
                 future.cancel()
-        self._shutdown = True
+        self.shut_down = True
+
+    def _run_handler(self, method: str, params: Any) -> None:
+        """Call the server's (synchronous) handler for a notification in place of pygls's built-in
+        one. A plain call: pygls runs generator and async notification handlers under futures it
+        never drops, one per keystroke for didChange."""
+        if (handler := self.fm.features.get(method)) is not None:
+            handler(params)
 
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any) -> None:
-        self._server.stop(exit_code=0 if self._shutdown else 1)
+        self._run_handler(types.EXIT, None)
 
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> None:
-        self._server.did_open(params)
+        self._run_handler(types.TEXT_DOCUMENT_DID_OPEN, params)
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> None:
-        self._server.did_change(params)
+        self._run_handler(types.TEXT_DOCUMENT_DID_CHANGE, params)
 
     @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
     def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> None:
-        self._server.did_close(params)
+        self._run_handler(types.TEXT_DOCUMENT_DID_CLOSE, params)

@@ -86,6 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limit_numpy_blas_threads(1)
     from .server import create_server
+    from .session import run_stdio, run_tcp
 
     server = create_server(args.model)
     interactive = sys.stdin.isatty() if args.tcp is None else sys.stderr.isatty()
@@ -101,14 +102,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
 
-        return server.run_tcp(host, port, ready, args.handshake_timeout)
+        return run_tcp(server, host, port, ready, args.handshake_timeout)
     if interactive:
         print(
             f"ghostwrite {files.version()} language server ({model}) speaking LSP on stdin/stdout: "
             "configure your editor to start `ghostwrite serve` (Ctrl-D quits)",
             file=sys.stderr,
         )
-    return server.run_stdio()
+    return run_stdio(server)
 
 
 def _describe_model(directory: Path) -> str:

@@ -22,16 +22,14 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
+from pygls.progress import Progress
 from pygls.uris import to_fs_path
-
-if TYPE_CHECKING:
-    from .server import GhostwriteServer
 
 log = logging.getLogger(__name__)
 STDERR_LINES = 20  # kept to explain a crash
@@ -132,10 +130,20 @@ def percentage(event: dict[str, Any]) -> int | None:
 
 
 class Training:
-    """At most one training process per server."""
+    """At most one training process per server. It reads the workspace ``folders()``, reports
+    through ``progress`` when ``client_shows_progress()``, and ``show``s the outcome."""
 
-    def __init__(self, server: GhostwriteServer) -> None:
-        self.server = server
+    def __init__(
+        self,
+        folders: Callable[[], list[str]],
+        progress: Progress,
+        client_shows_progress: Callable[[], bool],
+        show: Callable[[str, types.MessageType], None],
+    ) -> None:
+        self.folders = folders
+        self.progress = progress
+        self.client_shows_progress = client_shows_progress
+        self.show = show
         self.process: asyncio.subprocess.Process | None = None
         self.token: str | None = None
         self.last: dict[str, Any] = {}
@@ -156,7 +164,7 @@ class Training:
         if self.process is not None and self.process.returncode is None:
             return {"started": False, "message": "training is already running", **self.state()}
         try:
-            request = parse_request(arguments, self.server.workspace_paths())
+            request = parse_request(arguments, self.folders())
         except RequestError as err:
             message = f"ghostwrite.train refused: {err}"
             log.warning("%s", message)
@@ -175,8 +183,8 @@ class Training:
             return {"started": False, "message": f"cannot start training: {err}"}
         self.token = token
         self.last, self.result = {}, None
-        progress = self.server.work_done_progress
-        if self._client_shows_progress():
+        progress = self.progress
+        if self.client_shows_progress():
             try:
                 await progress.create_async(token)
             except Exception as err:  # the client refused: train without a progress bar
@@ -193,10 +201,6 @@ class Training:
             )
         asyncio.get_running_loop().create_task(self._follow(self.process, self.token))
         return {"started": True, "pid": self.process.pid, "token": self.token}
-
-    def _client_shows_progress(self) -> bool:
-        window = getattr(self.server.client_capabilities, "window", None)
-        return bool(window and window.work_done_progress)
 
     async def _follow(self, process: asyncio.subprocess.Process, token: str | None) -> None:
         assert process.stdout is not None and process.stderr is not None
@@ -222,7 +226,7 @@ class Training:
             if kind in ("done", "error"):
                 final = event
             elif token:
-                self.server.work_done_progress.report(
+                self.progress.report(
                     token,
                     types.WorkDoneProgressReport(
                         message=describe(event), percentage=percentage(event), cancellable=True
@@ -241,10 +245,8 @@ class Training:
             self.result = f"failed (exit code {code}): {detail}"
             kind = types.MessageType.Error
         if token:
-            self.server.work_done_progress.end(
-                token, types.WorkDoneProgressEnd(message=self.result)
-            )
-        self.server.show(f"ghostwrite training {self.result}", kind)
+            self.progress.end(token, types.WorkDoneProgressEnd(message=self.result))
+        self.show(f"ghostwrite training {self.result}", kind)
 
     def cancel(self, token: str | int) -> None:
         if token == self.token:
