@@ -6,7 +6,7 @@
 ``documents``: an initial text and a sequence of incremental edits at arbitrary positions
 (inside surrogate pairs, past line and document ends) in any position encoding, applied through
 ``ghostwrite.server.documents.Document``, must equal the same edits on a plain string under the
-LSP's rules (the reference of tests/test_robustness_properties.py). ``frames``: any bytes fed to
+LSP's rules (``ghostwrite.server.client.reference_offset``). ``frames``: any bytes fed to
 the frame parser in any chunking must return, and two valid messages after them must still be
 recovered. The committed seed corpus is bench/fuzz_corpus/<target>/; libFuzzer adds what it
 finds to the first corpus directory given (tests copy it to a temporary folder first).
@@ -22,13 +22,10 @@ import atheris
 import numpy  # noqa: F401  (imported first so that only ghostwrite's code is instrumented)
 from lsprotocol import types
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 with atheris.instrument_imports(include=["ghostwrite"]):
+    from ghostwrite.server.client import encode, reference_offset
     from ghostwrite.server.documents import UTF8, UTF16, UTF32, Document
     from ghostwrite.server.transport import FrameParser
-
-from tests.test_robustness_properties import reference_offset
 
 ENCODINGS = [UTF8, UTF16, UTF32]
 CORPUS = Path(__file__).with_name("fuzz_corpus")
@@ -62,12 +59,7 @@ FIRST = {"jsonrpc": "2.0", "id": 1, "method": "a", "params": {"text": "x\r\n"}}
 LAST = {"jsonrpc": "2.0", "id": 2, "method": "b", "params": None}
 
 
-def framed(message: dict) -> bytes:
-    body = json.dumps(message).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-TAIL = framed(FIRST) + framed(LAST)
+TAIL = encode(FIRST) + encode(LAST)
 
 
 def fuzz_frames(data: bytes) -> None:

@@ -4,10 +4,11 @@ real processes, with what was lost (must be nothing), plus load figures.
     python bench/robustness.py [--model DIR] [--rounds 3] [--out bench/robustness.md]
 
 Without ``--model`` a tiny model is trained first (the tests' preset and prose, a few seconds).
-The scenarios reuse the test helpers (tests/lsp_raw.py, tests/test_robustness_server.py,
-tests/test_training_faults.py). "Lost" counts tries where the next request was not answered
-with the same suggestions as before the fault, the server died or hung, a process was left
-behind, or a model or checkpoint did not load.
+The scenarios drive the server through ghostwrite.server.client and ghostwrite.server.faults and
+the training command through ghostwrite.training.harness, as the tests do; the careless-user and
+hostile-client cases run tests/test_robustness_hostile.py through pytest. "Lost" counts tries
+where the next request was not answered with the same suggestions as before the fault, the
+server died or hung, a process was left behind, or a model or checkpoint did not load.
 """
 
 from __future__ import annotations
@@ -29,44 +30,46 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from ghostwrite.model import load_model
 from ghostwrite.model.files import bundled_model_dir
-from ghostwrite.server.dictionary import WorkspaceLimits
-from ghostwrite.server.engine import CACHED_DOCUMENTS
-from ghostwrite.training.checkpoint import load_checkpoint
-from ghostwrite.training.corpus import CHUNK_BYTES, Corpus, CorpusFile, scan
-from tests import test_robustness_hostile as hostile_checks
-from tests.conftest import PROSE
-from tests.lsp_raw import (
+from ghostwrite.server.client import (
+    URI,
     RawClient,
     alive,
     children,
     encode,
     frame,
-    peak_rss_mb,
-    without_root_powers,
-)
-from tests.test_corpus import BOUNDED_MEMORY
-from tests.test_robustness_server import (
-    INVALID_NOTIFICATIONS,
-    INVALID_REQUESTS,
-    TEXT,
-    URI,
-    at,
-    break_model,
-    inline,
+    inline_params,
     insert,
     open_params,
-    repair_model,
-    status,
-    wait_until,
+    peak_rss_mb,
+    wait_for,
+    without_root_powers,
 )
-from tests.test_training import TINY, make_corpus, run_cli
-from tests.test_training_checkpoints import read_until, start
-from tests.test_training_faults import run_faulty
+from ghostwrite.server.dictionary import WorkspaceLimits
+from ghostwrite.server.engine import CACHED_DOCUMENTS
+from ghostwrite.server.faults import (
+    INVALID_NOTIFICATIONS,
+    INVALID_REQUESTS,
+    MODEL_FAULTS,
+    break_model,
+    repair_model,
+)
+from ghostwrite.training.checkpoint import load_checkpoint
+from ghostwrite.training.corpus import CHUNK_BYTES, Corpus, CorpusFile, scan
+from ghostwrite.training.harness import (
+    PROSE,
+    TINY,
+    make_corpus,
+    read_until,
+    run_cli,
+    run_faulty,
+    start,
+    tokenizing_peak_rss_mb,
+)
 
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = "The quick brown fox jumps over the la"
 HUGE_CORPUS_RSS_MB = 256
 BODY = b'{"jsonrpc": "2.0", "id": 9000, "method": "textDocument/inlineCompletion"}'
 MALFORMED: dict[str, bytes] = {
@@ -140,15 +143,15 @@ class Report:
 
 
 def answered_same(client: RawClient, want: list[str]) -> bool:
-    return client.process.poll() is None and inline(client) == want
+    return client.process.poll() is None and client.inline(0, len(TEXT)) == want
 
 
 def server_abuse(report: Report, model: Path, rounds: int) -> None:
     client = RawClient("--model", str(model))
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        want = client.inline(0, len(TEXT))
         for _ in range(rounds):
             for name, data in MALFORMED.items():
 
@@ -185,21 +188,21 @@ def model_faults(report: Report, model: Path, rounds: int, work: Path) -> None:
     directory = work / "served-model"
     shutil.copytree(model, directory)
     wrapper = without_root_powers()  # permissions must apply for "unreadable"
-    faults = ["deleted", "truncated", "garbage"] + (["unreadable"] if wrapper is not None else [])
+    faults = [how for how in MODEL_FAULTS if wrapper is not None or how != "unreadable"]
     client = RawClient("--model", str(directory), wrapper=wrapper or [])
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        want = client.inline(0, len(TEXT))
         for _ in range(rounds):
             for how in faults:
 
                 def fault(how: str = how) -> bool:
                     break_model(directory, how)
-                    wait_until(lambda: status(client)["problem"] is not None)
+                    wait_for("the problem", lambda: client.status()["problem"] is not None)
                     kept = answered_same(client, want)
                     repair_model(directory, model)
-                    wait_until(lambda: status(client)["problem"] is None)
+                    wait_for("the problem to clear", lambda: client.status()["problem"] is None)
                     return kept and answered_same(client, want)
 
                 report.attempt("model files", f"model {how} while serving", fault)
@@ -216,20 +219,20 @@ def client_vanishes(report: Report, model: Path, rounds: int, work: Path) -> Non
         )
         try:
             client.initialize()
-            client.notify("textDocument/didOpen", open_params())
+            client.notify("textDocument/didOpen", open_params(TEXT))
             trainer = None
             if train:
                 command = {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
                 trainer = client.call("workspace/executeCommand", command)["result"]["pid"]
                 assert trainer in children(client.process.pid)
-            client.request("textDocument/inlineCompletion", at(0, len(TEXT)))
+            client.request("textDocument/inlineCompletion", inline_params(0, len(TEXT)))
             assert client.process.stdin is not None and client.process.stdout is not None
             client.process.stdin.close()
             if close_stdout:
                 client.process.stdout.close()
             exited = client.wait() == 1
             if trainer is not None:
-                wait_until(lambda: not alive(trainer), timeout=30)
+                wait_for("the trainer to exit", lambda: not alive(trainer))
             return exited
         finally:
             client.close()
@@ -245,15 +248,15 @@ def trainer_killed(report: Report, model: Path, rounds: int, work: Path) -> None
     client = RawClient("--model", str(model), env={"XDG_DATA_HOME": str(work / "xdg")}, root=work)
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        want = client.inline(0, len(TEXT))
 
         def kill_trainer() -> bool:
             command = {"command": "ghostwrite.train", "arguments": [{"paths": [str(notes)]}]}
             pid = client.call("workspace/executeCommand", command)["result"]["pid"]
             os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not status(client)["training"]["running"])
-            failed = status(client)["training"]["result"].startswith("failed")
+            wait_for("the run to end", lambda: not client.status()["training"]["running"])
+            failed = client.status()["training"]["result"].startswith("failed")
             return failed and answered_same(client, want)
 
         for _ in range(rounds):
@@ -277,7 +280,7 @@ def timed_typing(client: RawClient, uri: str, line: int, col: int, version: int,
     for i, ch in enumerate(typing(n)):
         client.send(insert(version + i, line, col + i, ch, uri))
         began = time.perf_counter()
-        inline(client, line, col + i + 1, uri)
+        client.inline(line, col + i + 1, uri)
         samples.append(time.perf_counter() - began)
     return samples
 
@@ -287,18 +290,18 @@ def load(report: Report, model: Path, megabytes: int) -> None:
     try:
         client.initialize()
         pid = client.process.pid
-        client.notify("textDocument/didOpen", open_params())
+        client.notify("textDocument/didOpen", open_params(TEXT))
         baseline = timed_typing(client, URI, 0, len(TEXT), 2, 100)
         report.figures.append(("keystroke latency, one small document", percentiles(baseline)))
         report.figures.append(("peak RSS before load", f"{peak_rss_mb(pid):.0f} MiB"))
         others = [f"file:///doc{i}.txt" for i in range(20)]
         for i, uri in enumerate(others):
             client.notify("textDocument/didOpen", open_params(TEXT * (50 + i), uri))
-            inline(client, 0, len(TEXT) * (50 + i), uri)
+            client.inline(0, len(TEXT) * (50 + i), uri)
         report.attempt(
             "load",
             f"model caches kept for at most {CACHED_DOCUMENTS} documents (21 completed in)",
-            lambda: status(client)["cachedDocuments"] == CACHED_DOCUMENTS,
+            lambda: client.status()["cachedDocuments"] == CACHED_DOCUMENTS,
         )
         big_uri = "file:///big.txt"
         line = "The quick brown fox jumps over the lazy dog. " * 20 + "\n"
@@ -306,7 +309,7 @@ def load(report: Report, model: Path, megabytes: int) -> None:
         began = time.perf_counter()
         client.notify("textDocument/didOpen", open_params(big, big_uri))
         last = big.count("\n")
-        inline(client, last, 0, big_uri)
+        client.inline(last, 0, big_uri)
         report.figures.append(
             (
                 f"open a {len(big) / 1e6:.0f} MB document + first answer at its end",
@@ -332,7 +335,7 @@ def load(report: Report, model: Path, megabytes: int) -> None:
         burst = b"".join(encode(insert(2 + i, 0, i, ch, burst_uri)) for i, ch in enumerate(typed))
         began = time.perf_counter()
         client.send_bytes(burst)
-        inline(client, 0, len(typed), burst_uri)
+        client.inline(0, len(typed), burst_uri)
         report.figures.append(
             (
                 "1,000 didChange in one burst, then an answer",
@@ -344,7 +347,9 @@ def load(report: Report, model: Path, megabytes: int) -> None:
         for ch in TEXT:
             client.send(insert(version, 0, col, ch, burst_uri))
             col, version = col + 1, version + 1
-            msg_id = client.request("textDocument/inlineCompletion", at(0, col, burst_uri))
+            msg_id = client.request(
+                "textDocument/inlineCompletion", inline_params(0, col, burst_uri)
+            )
             client.notify("$/cancelRequest", {"id": msg_id})
             client.response(msg_id)
         after = timed_typing(client, burst_uri, 0, col, version, 100)
@@ -373,13 +378,13 @@ def load(report: Report, model: Path, megabytes: int) -> None:
             "load",
             "closing documents frees their caches",
             lambda: (
-                inline(client, 0, len(text)) is not None and status(client)["cachedDocuments"] == 1
+                client.inline(0, len(text)) is not None and client.status()["cachedDocuments"] == 1
             ),
         )
         report.attempt(
             "load",
             "after closing the others, answers equal a fresh server's",
-            lambda: inline(client, 0, len(text)) == inline_fresh(model, text),
+            lambda: client.inline(0, len(text)) == inline_fresh(model, text),
         )
     finally:
         client.close()
@@ -390,7 +395,7 @@ def inline_fresh(model: Path, text: str) -> list[str]:
     try:
         fresh.initialize()
         fresh.notify("textDocument/didOpen", open_params(text))
-        return inline(fresh, 0, len(text))
+        return fresh.inline(0, len(text))
     finally:
         fresh.close()
 
@@ -534,13 +539,7 @@ def corpus_faults(report: Report, rounds: int, work: Path, gigabytes: float) -> 
     peak: list[int] = []
 
     def tokenize_huge() -> bool:
-        result = subprocess.run(
-            [sys.executable, "-c", BOUNDED_MEMORY, str(big), str(work / "huge-cache")],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        peak.append(int(result.stdout))
+        peak.append(tokenizing_peak_rss_mb(big, work / "huge-cache"))
         return peak[-1] < HUGE_CORPUS_RSS_MB
 
     report.attempt(
@@ -558,75 +557,76 @@ def corpus_faults(report: Report, rounds: int, work: Path, gigabytes: float) -> 
     big.unlink()
 
 
-def hostile(report: Report, model: Path, rounds: int, work: Path) -> None:
-    """A careless user and a hostile local client (tests/test_robustness_hostile.py)."""
-    cases: list[tuple[str, str, Callable[[Path], None]]] = [
-        (
-            "files",
-            "--out over a folder of user files, the corpus, in or around it",
-            hostile_checks.check_out_refuses_folders_it_does_not_own,
-        ),
-        (
-            "files",
-            "retraining keeps a user's file in the model folder",
-            lambda w: hostile_checks.check_retraining_keeps_a_users_file_in_the_model_folder(
-                w, model
-            ),
-        ),
-        (
-            "files",
-            "FIFO model files: info, complete, reload, shutdown",
-            hostile_checks.check_fifo_models_are_refused_without_blocking,
-        ),
-        (
-            "files",
-            "symlink loops and FIFOs in a corpus and a workspace",
-            hostile_checks.check_symlink_loops_and_fifos_in_a_corpus_are_skipped,
-        ),
-        (
-            "train command",
-            "flags, /etc, links leading out, ../, a string for paths",
-            lambda w: hostile_checks.check_train_command_refuses_flags_and_paths_outside(w, model),
-        ),
-        (
-            "protocol",
-            "JSON 5,000 deep, 100 MB Content-Length, maxChars 1e999",
-            lambda _w: hostile_checks.check_deep_huge_and_infinite_input_is_answered(model),
-        ),
-        (
-            "training",
-            "Ctrl-C in the final evaluation keeps every step",
-            hostile_checks.check_ctrl_c_in_the_final_evaluation_keeps_every_step,
-        ),
-        (
-            "training",
-            "Ctrl-C in the first 0.3 s prints no traceback",
-            hostile_checks.check_early_ctrl_c_prints_no_traceback,
-        ),
-    ]
-    for _ in range(rounds):
-        for group, name, check in cases:
-            where = Path(tempfile.mkdtemp(dir=work))
+# The careless-user and hostile-client tests, each a case of the report: (group, case).
+HOSTILE = "tests/test_robustness_hostile.py"
+HOSTILE_TESTS = {
+    "test_out_refuses_folders_it_does_not_own": (
+        "files",
+        "--out over a folder of user files, the corpus, in or around it",
+    ),
+    "test_retraining_keeps_a_users_file_in_the_model_folder": (
+        "files",
+        "retraining keeps a user's file in the model folder",
+    ),
+    "test_fifo_models_are_refused_without_blocking": (
+        "files",
+        "FIFO model files: info, complete, reload, shutdown",
+    ),
+    "test_symlink_loops_and_fifos_in_a_corpus_are_skipped": (
+        "files",
+        "symlink loops and FIFOs in a corpus and a workspace",
+    ),
+    "test_train_command_refuses_flags_and_paths_outside_the_workspace": (
+        "train command",
+        "flags, /etc, links leading out, ../, a string for paths",
+    ),
+    "test_deep_huge_and_infinite_input_is_answered": (
+        "protocol",
+        "JSON 5,000 deep, 100 MB Content-Length, maxChars 1e999",
+    ),
+    "test_ctrl_c_in_the_final_evaluation_keeps_every_step": (
+        "training",
+        "Ctrl-C in the final evaluation keeps every step",
+    ),
+    "test_early_ctrl_c_prints_no_traceback": (
+        "training",
+        "Ctrl-C in the first 0.3 s prints no traceback",
+    ),
+    "test_tcp_serves_the_next_client_after_a_silent_or_vanished_one": (
+        "client",
+        "TCP: a silent squatter, then a client leaving mid-frame",
+    ),
+}
 
-            def attempt(check: Callable[[Path], None] = check, where: Path = where) -> bool:
-                check(where)
+
+def hostile(report: Report, rounds: int) -> None:
+    """A careless user and a hostile local client: the tests of tests/test_robustness_hostile.py
+    (on the tests' scripted model), run by pytest ``rounds`` times."""
+    for _ in range(rounds):
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rA", "--tb=line", "-p", "no:cacheprovider"]
+            + [f"{HOSTILE}::{name}" for name in HOSTILE_TESTS],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # The summary's lines: "PASSED tests/x.py::test_y" or "FAILED tests/x.py::test_y - why".
+        outcomes: dict[str, tuple[str, str]] = {}
+        for line in result.stdout.splitlines():
+            outcome, _, rest = line.partition(f" {HOSTILE}::")
+            if rest:
+                name, _, why = rest.partition(" - ")
+                outcomes[name] = (outcome, why)
+        for name, (group, case) in HOSTILE_TESTS.items():
+            outcome = outcomes.get(name, ("NOT RUN", result.stderr[-200:]))
+
+            def passed(outcome: tuple[str, str] = outcome) -> bool:
+                if outcome[0] != "PASSED":
+                    raise AssertionError(" ".join(outcome))
                 return True
 
-            report.attempt(group, name, attempt)
-            shutil.rmtree(where, ignore_errors=True)
-        processes: list[subprocess.Popen[bytes]] = []
-
-        def tcp(processes: list[subprocess.Popen[bytes]] = processes) -> bool:
-            try:
-                hostile_checks.check_tcp_serves_the_next_client(model, processes)
-            finally:
-                for process in processes:
-                    if process.poll() is None:
-                        process.kill()
-                    process.wait()
-            return True
-
-        report.attempt("client", "TCP: a silent squatter, then a client leaving mid-frame", tcp)
+            report.attempt(group, case, passed)
 
 
 def tiny_model(work: Path) -> Path:
@@ -662,7 +662,7 @@ def main() -> None:
         model_faults(report, model, args.rounds, work)
         client_vanishes(report, model, args.rounds, work)
         trainer_killed(report, model, args.rounds, work)
-        hostile(report, model, args.rounds, work)
+        hostile(report, args.rounds)
         load(report, model, args.megabytes)
         training_faults(report, args.rounds, work)
         corpus_faults(report, args.rounds, work, args.corpus_gigabytes)

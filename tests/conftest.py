@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ghostwrite.model import backend
+from ghostwrite.training.harness import PROSE
 
 backend.setup_mlx()  # before any test imports mlx.core: the fast BLAS for in-process training
-
-# The shared public-domain texts live beside the project (../shared/data); tests that need them
-# skip when they are absent.
-SHARED_DATA = Path(
-    os.environ.get(
-        "GHOSTWRITE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
-)
-
-# Real prose for tests that do not need the shared books (which may be absent).
-PROSE = (
-    "The quick brown fox jumps over the lazy dog. The dog sleeps in the sun, and the fox runs "
-    "into the forest. In the forest the fox finds a river, and the river runs to the sea. "
-    "The sea is wide and blue, and the fox looks at the sea for a long time. Then the fox goes "
-    "home to the forest, where the trees are tall and green, and the fox sleeps until morning. "
-)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +55,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, prose: str) -> Path
 @pytest.fixture(scope="session")
 def scripted_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory whose only confident suggestion after ``LAZY_TEXT`` is "zy", and after
-    a line break "lazy", on every machine (``tests/scripted.py``)."""
-    from tests.scripted import LAZY, save_scripted_model
+    a line break "lazy", on every machine (``tests/helpers/scripted.py``)."""
+    from tests.helpers.scripted import LAZY, save_scripted_model
 
     return save_scripted_model(tmp_path_factory.mktemp("models") / "scripted", LAZY)

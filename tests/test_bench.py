@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ghostwrite.server.dictionary import WordStats
-from tests.conftest import PROSE
+from ghostwrite.training.harness import PROSE
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

@@ -61,7 +61,7 @@ def test_missing_model_is_one_clear_error():
 
 def test_complete_prints_the_same_continuation_as_the_library(scripted_model_dir):
     from ghostwrite.model import Completer, SearchOptions, load_model
-    from tests.scripted import LAZY_TEXT
+    from tests.helpers.scripted import LAZY_TEXT
 
     completer = Completer(load_model(scripted_model_dir))
     expected = completer.complete(LAZY_TEXT, SearchOptions(candidates=2))
@@ -78,7 +78,7 @@ def test_complete_prints_the_same_continuation_as_the_library(scripted_model_dir
 
 def test_info_prints_the_card(scripted_model_dir):
     from ghostwrite.model.files import parameter_count
-    from tests.scripted import CONFIG
+    from tests.helpers.scripted import CONFIG
 
     result = ghostwrite("info", str(scripted_model_dir), "--json")
     assert result.returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ghostwrite.server.client import without_root_powers
 from ghostwrite.training import corpus as corpus_mod
 from ghostwrite.training.corpus import (
     CorpusError,
@@ -21,8 +23,7 @@ from ghostwrite.training.corpus import (
     prepare,
     scan,
 )
-from tests.conftest import PROSE, SHARED_DATA
-from tests.lsp_raw import without_root_powers
+from ghostwrite.training.harness import PROSE, tokenizing_peak_rss_mb
 
 # Byte pieces that make chunk boundaries hard: CR/LF pairs, a BOM, a genuine U+FFFD, stray
 # continuation bytes, truncated and complete multi-byte characters, an encoded surrogate.
@@ -40,6 +41,14 @@ TRICKY_BYTES = [
     b"\xe2",
     b"\xed\xa0\x80",
 ]
+
+# The shared public-domain texts live beside the project (../shared/data); tests that need them
+# skip when they are absent.
+SHARED_DATA = Path(
+    os.environ.get(
+        "GHOSTWRITE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+)
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -276,16 +285,6 @@ def test_a_file_that_never_stops_changing_is_a_clear_error(
     assert not list((tmp_path / "cache").glob("*.bin")), "no half-made cache entry is left"
 
 
-BOUNDED_MEMORY = """
-import resource, sys
-from pathlib import Path
-from ghostwrite.training.corpus import prepare
-corpus, data = prepare([sys.argv[1]], cache_dir=Path(sys.argv[2]))
-assert len(data.tokens) == corpus.tokens
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-"""
-
-
 def test_a_corpus_larger_than_the_memory_bound_tokenizes_in_bounded_memory(
     tmp_path: Path,
 ) -> None:
@@ -295,14 +294,7 @@ def test_a_corpus_larger_than_the_memory_bound_tokenizes_in_bounded_memory(
     with open(tmp_path / "big.txt", "wb") as out:
         for _ in range(megabytes):
             out.write(block[: 2**20])
-    peak_mb = int(
-        subprocess.run(
-            [sys.executable, "-c", BOUNDED_MEMORY, str(tmp_path / "big.txt"), str(tmp_path / "c")],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    peak_mb = tokenizing_peak_rss_mb(tmp_path / "big.txt", tmp_path / "c")
     assert peak_mb < 150, f"peak RSS {peak_mb} MB while tokenizing {megabytes} MB"
 
 

@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from ghostwrite.model import load_model
-from tests.test_training import TINY, make_corpus
+from ghostwrite.training.harness import TINY, make_corpus
 
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
 

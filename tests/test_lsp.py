@@ -22,7 +22,7 @@ from ghostwrite.model import files, load_model
 from ghostwrite.server.documents import UTF8, UTF16, UTF32, Document, code_units
 from ghostwrite.server.engine import LoadedModel, Suggester
 from ghostwrite.server.options import ServerOptions
-from tests.scripted import LAZY_TEXT, save_scripted_model, scripted_weights
+from tests.helpers.scripted import LAZY_TEXT, save_scripted_model, scripted_weights
 
 TEXT = LAZY_TEXT  # the scripted model suggests "zy" here
 URI = "file:///work/notes.txt"

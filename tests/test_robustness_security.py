@@ -12,29 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+from ghostwrite.server.client import encode
 from ghostwrite.server.transport import FrameParser
-from tests.lsp_raw import encode
+from tests.helpers.network import free_port, listening_addresses
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("model", "server", "training")
-
-
-def listening_addresses(port: int) -> list[str]:
-    """Local addresses (hex, as /proc/net/tcp writes them) listening on ``port``."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(":")
-            if int(hex_port, 16) == port and state == "0A":
-                found.append(address)
-    return found
-
-
-def free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
 
 
 def test_tcp_mode_listens_on_loopback_only(tiny_model_dir):

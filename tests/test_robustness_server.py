@@ -10,69 +10,37 @@ import json
 import os
 import shutil
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ghostwrite.model import files
-from ghostwrite.server.dictionary import WORD
-from ghostwrite.server.engine import CACHED_DOCUMENTS
-from tests.lsp_raw import (
+from ghostwrite.server.client import (
     RawClient,
     alive,
     children,
     encode,
     frame,
+    inline_params,
+    insert,
+    open_params,
     peak_rss_mb,
+    wait_for,
     without_root_powers,
 )
-from tests.scripted import LAZY_TEXT
+from ghostwrite.server.dictionary import WORD
+from ghostwrite.server.engine import CACHED_DOCUMENTS
+from ghostwrite.server.faults import (
+    INVALID_NOTIFICATIONS,
+    INVALID_REQUESTS,
+    MODEL_FAULTS,
+    break_model,
+    repair_model,
+)
+from tests.helpers.scripted import LAZY_TEXT
 
 TEXT = LAZY_TEXT  # the scripted model suggests "zy" here, and "lazy" at a line's start
 BIG_DOCUMENT = 4_000_000  # characters (bench/robustness.py uses 10 MB)
-URI = "file:///a.txt"
-
-
-def open_params(text: str = TEXT, uri: str = URI, version: int = 1) -> dict[str, Any]:
-    item = {"uri": uri, "languageId": "plaintext", "version": version, "text": text}
-    return {"textDocument": item}
-
-
-def at(line: int, character: int, uri: str = URI) -> dict[str, Any]:
-    return {
-        "textDocument": {"uri": uri},
-        "position": {"line": line, "character": character},
-        "context": {"triggerKind": 2},
-    }
-
-
-def inline(client: RawClient, line: int = 0, character: int = len(TEXT), uri: str = URI) -> list:
-    answer = client.call("textDocument/inlineCompletion", at(line, character, uri))
-    assert "error" not in answer, answer
-    return [item["insertText"] for item in answer["result"]["items"]]
-
-
-def insert(version: int, line: int, character: int, text: str, uri: str = URI) -> dict[str, Any]:
-    """A didChange notification typing ``text`` at a position."""
-    here = {"line": line, "character": character}
-    change = {"range": {"start": here, "end": here}, "text": text}
-    params = {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]}
-    return {"jsonrpc": "2.0", "method": "textDocument/didChange", "params": params}
-
-
-def status(client: RawClient) -> dict[str, Any]:
-    answer = client.call("workspace/executeCommand", {"command": "ghostwrite.status"})
-    return answer["result"]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -81,8 +49,8 @@ def served(scripted_model_dir: Path) -> Iterator[tuple[RawClient, list[str]]]:
     client = RawClient("--model", str(scripted_model_dir))
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        want = client.inline(0, len(TEXT))
         assert want == ["zy"]
         yield client, want
     finally:
@@ -90,9 +58,7 @@ def served(scripted_model_dir: Path) -> Iterator[tuple[RawClient, list[str]]]:
 
 
 def finish(client: RawClient) -> None:
-    assert client.call("shutdown")["result"] is None
-    client.notify("exit")
-    assert client.wait() == 0
+    assert client.shutdown() == 0
     assert client.errors == []  # stdout carried protocol frames only
 
 
@@ -100,15 +66,15 @@ def test_framing_and_json_rpc_faults(served):
     client, want = served
     # A huge header (no blank line for 64 KB), then a header with many unknown lines.
     client.send_bytes(b"X-Junk: " + b"a" * 65536 + b"\r\n")
-    assert inline(client) == want
+    assert client.inline(0, len(TEXT)) == want
     client.send_bytes(b"".join(b"X-Header-%d: v\r\n" % i for i in range(2000)))
     client.send_bytes(encode({"jsonrpc": "2.0", "id": 500, "method": "nope"}))
     assert client.response(500)["error"]["code"] == -32601
-    assert inline(client) == want
+    assert client.inline(0, len(TEXT)) == want
     # A truncated body (the client died mid-message), then the next message.
     body = json.dumps({"jsonrpc": "2.0", "id": 501, "method": "textDocument/inlineCompletion"})
     client.send_bytes(frame(body.encode()[:30], len(body)))
-    assert inline(client) == want
+    assert client.inline(0, len(TEXT)) == want
     # Valid JSON that is not a JSON-RPC request: InvalidRequest, with the id when it has one.
     for payload, msg_id in [
         (b"42", None),
@@ -123,7 +89,7 @@ def test_framing_and_json_rpc_faults(served):
         client.send_bytes(frame(payload))
         answer = client.response(msg_id)
         assert answer["error"]["code"] == -32600, (payload, answer)
-        assert inline(client) == want
+        assert client.inline(0, len(TEXT)) == want
     # An id that is neither a number nor a string is answered with a null id.
     client.send({"jsonrpc": "2.0", "id": {"x": 1}, "method": "shutdown"})
     assert client.response(None)["error"]["code"] in (-32600, -32602)
@@ -137,44 +103,8 @@ def test_framing_and_json_rpc_faults(served):
     assert client.call("$/nope", {})["error"]["code"] == -32601
     client.notify("$/nope", {"x": 1})
     client.notify("ghostwrite/nope", None)
-    assert inline(client) == want
+    assert client.inline(0, len(TEXT)) == want
     finish(client)
-
-
-# (method, params) pairs that do not fit the method's parameter types.
-INVALID_REQUESTS = [
-    ("textDocument/inlineCompletion", None),
-    ("textDocument/inlineCompletion", {"textDocument": {"uri": URI}}),
-    ("textDocument/inlineCompletion", dict(at(0, 3), position={"line": -1, "character": 0})),
-    ("textDocument/inlineCompletion", dict(at(0, 3), textDocument="a.txt")),
-    ("textDocument/completion", None),
-    ("textDocument/completion", {"textDocument": {"uri": 5}, "position": {"line": 0}}),
-    ("textDocument/completion", dict(at(0, 3), position=[0, 3])),
-    ("workspace/executeCommand", None),
-    ("workspace/executeCommand", {"command": 5}),
-    ("workspace/executeCommand", {"command": "ghostwrite.status", "arguments": 5}),
-]
-INVALID_NOTIFICATIONS = [
-    ("textDocument/didOpen", None),
-    ("textDocument/didOpen", {"textDocument": {"uri": URI, "text": 5}}),
-    ("textDocument/didChange", {"textDocument": {"uri": URI, "version": "2"}}),
-    (
-        "textDocument/didChange",
-        {
-            "textDocument": {"uri": URI, "version": 2},
-            "contentChanges": [{"range": {"start": 0, "end": 1}, "text": "x"}],
-        },
-    ),
-    ("textDocument/didChange", {"textDocument": {"uri": URI, "version": 2}, "contentChanges": 1}),
-    ("textDocument/didClose", {"textDocument": {}}),
-    ("workspace/didChangeConfiguration", None),
-    ("workspace/didChangeConfiguration", {"settings": {"ghostwrite": {"candidates": "many"}}}),
-    ("$/cancelRequest", {"id": [1]}),
-    ("$/cancelRequest", None),
-    ("window/workDoneProgress/cancel", {"token": {"x": 1}}),
-    ("initialized", 5),
-    ("$/setTrace", {"value": "loud"}),
-]
 
 
 def test_invalid_params_for_every_method(scripted_model_dir):
@@ -183,47 +113,28 @@ def test_invalid_params_for_every_method(scripted_model_dir):
         answer = client.call("initialize", {"processId": "me", "capabilities": 5})
         assert answer["error"]["code"] == -32602
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        want = client.inline(0, len(TEXT))
         for method, params in INVALID_REQUESTS:
             answer = client.call(method, params)
             assert answer.get("error", {}).get("code") == -32602, (method, params, answer)
-            assert inline(client) == want, (method, params)
+            assert client.inline(0, len(TEXT)) == want, (method, params)
         for method, params in INVALID_NOTIFICATIONS:
             client.notify(method, params)
-            assert inline(client) == want, (method, params)
+            assert client.inline(0, len(TEXT)) == want, (method, params)
         # Arguments our commands do not understand are refused, never crash the server.
         for arguments in (["x"], [{"paths": 5}], [None], [{"paths": ["/nonexistent/dir"]}]):
             command = {"command": "ghostwrite.train", "arguments": arguments}
             answer = client.call("workspace/executeCommand", command)
             assert answer["result"]["started"] is False, (arguments, answer)
-            assert inline(client) == want, arguments
-        assert status(client)["model"] == str(scripted_model_dir)
+            assert client.inline(0, len(TEXT)) == want, arguments
+        assert client.status()["model"] == str(scripted_model_dir)
         finish(client)
     finally:
         client.close()
 
 
-def break_model(directory: Path, how: str) -> None:
-    weights = directory / files.WEIGHTS_FILE
-    if how == "unreadable":
-        directory.chmod(0)
-    elif how == "deleted":
-        weights.unlink()
-    elif how == "truncated":
-        data = weights.read_bytes()
-        weights.write_bytes(data[: len(data) // 3])
-    else:
-        weights.write_bytes(bytes(range(256)) * 64)
-
-
-def repair_model(directory: Path, good: Path) -> None:
-    directory.chmod(0o755)
-    (directory / files.WEIGHTS_FILE).unlink(missing_ok=True)
-    shutil.copy(good / files.WEIGHTS_FILE, directory / files.WEIGHTS_FILE)
-
-
-@pytest.mark.parametrize("how", ["deleted", "truncated", "garbage", "unreadable"])
+@pytest.mark.parametrize("how", MODEL_FAULTS)
 def test_model_broken_while_serving_keeps_the_old_model(scripted_model_dir, tmp_path, how):
     directory = tmp_path / "model"
     shutil.copytree(scripted_model_dir, directory)
@@ -233,21 +144,21 @@ def test_model_broken_while_serving_keeps_the_old_model(scripted_model_dir, tmp_
     client = RawClient("--model", str(directory), wrapper=wrapper)
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
-        assert want == ["zy"] and status(client)["problem"] is None
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        want = client.inline(0, len(TEXT))
+        assert want == ["zy"] and client.status()["problem"] is None
         break_model(directory, how)
-        wait_until(lambda: status(client)["problem"] is not None)
-        state = status(client)
+        wait_for("the problem", lambda: client.status()["problem"] is not None)
+        state = client.status()
         assert str(directory) in state["problem"] and "still serving" in state["problem"]
         assert state["model"] == str(directory)
-        assert inline(client) == want  # the copy in memory keeps serving
+        assert client.inline(0, len(TEXT)) == want  # the copy in memory keeps serving
         if how == "unreadable":
             assert "cannot be read" in state["problem"]
         # Putting a good model back clears the problem and serves it.
         repair_model(directory, scripted_model_dir)
-        wait_until(lambda: status(client)["problem"] is None)
-        assert inline(client) == want
+        wait_for("the problem to clear", lambda: client.status()["problem"] is None)
+        assert client.inline(0, len(TEXT)) == want
         finish(client)
     finally:
         client.close()
@@ -263,13 +174,13 @@ def test_an_unreadable_model_at_start_is_reported_and_then_picked_up(scripted_mo
     client = RawClient("--model", str(directory), wrapper=wrapper)
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        problem = status(client)["problem"]
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        problem = client.status()["problem"]
         assert "permission" in problem.lower() and str(directory) in problem
-        assert inline(client) == []
+        assert client.inline(0, len(TEXT)) == []
         repair_model(directory, scripted_model_dir)
-        wait_until(lambda: status(client)["problem"] is None)
-        assert inline(client) == ["zy"]
+        wait_for("the problem to clear", lambda: client.status()["problem"] is None)
+        assert client.inline(0, len(TEXT)) == ["zy"]
         finish(client)
     finally:
         client.close()
@@ -293,18 +204,18 @@ def test_client_vanishing_mid_request_and_mid_training_leaves_no_process(
     client, command = client_with_training_notes(scripted_model_dir, tmp_path)
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
+        client.notify("textDocument/didOpen", open_params(TEXT))
         started = client.call("workspace/executeCommand", command)["result"]
         assert started["started"], started
         trainer = started["pid"]
         assert trainer in children(client.process.pid)
-        client.request("textDocument/inlineCompletion", at(0, len(TEXT)))
+        client.request("textDocument/inlineCompletion", inline_params(0, len(TEXT)))
         # The editor dies: both pipes close with a request in flight, no shutdown, no exit.
         assert client.process.stdin is not None and client.process.stdout is not None
         client.process.stdin.close()
         client.process.stdout.close()
         assert client.wait() == 1
-        wait_until(lambda: not alive(trainer), timeout=30)
+        wait_for("the trainer to exit", lambda: not alive(trainer))
     finally:
         client.close()
 
@@ -313,19 +224,19 @@ def test_training_process_killed_while_serving(scripted_model_dir, tmp_path):
     client, command = client_with_training_notes(scripted_model_dir, tmp_path)
     try:
         client.initialize()
-        client.notify("textDocument/didOpen", open_params())
-        want = inline(client)
+        client.notify("textDocument/didOpen", open_params(TEXT))
+        want = client.inline(0, len(TEXT))
         started = client.call("workspace/executeCommand", command)["result"]
         os.kill(started["pid"], signal.SIGKILL)
-        wait_until(lambda: not status(client)["training"]["running"])
-        result = status(client)["training"]["result"]
+        wait_for("the run to end", lambda: not client.status()["training"]["running"])
+        result = client.status()["training"]["result"]
         assert result.startswith("failed"), result
-        assert inline(client) == want
-        assert status(client)["model"] == str(scripted_model_dir)
+        assert client.inline(0, len(TEXT)) == want
+        assert client.status()["model"] == str(scripted_model_dir)
         again = client.call("workspace/executeCommand", command)["result"]
         assert again["started"], again  # a new run can start after the crash
         finish(client)
-        wait_until(lambda: not alive(again["pid"]), timeout=30)
+        wait_for("the trainer to exit", lambda: not alive(again["pid"]))
     finally:
         client.close()
 
@@ -338,15 +249,15 @@ def test_load_many_documents_big_document_bursts_and_keystrokes(scripted_model_d
         others = [f"file:///doc{i}.txt" for i in range(20)]
         for i, uri in enumerate(others):
             client.notify("textDocument/didOpen", open_params(TEXT * (50 + i), uri))
-            assert inline(client, 0, len(TEXT) * (50 + i), uri) == ["zy"]
-        assert status(client)["cachedDocuments"] == CACHED_DOCUMENTS  # the oldest were dropped
+            assert client.inline(0, len(TEXT) * (50 + i), uri) == ["zy"]
+        assert client.status()["cachedDocuments"] == CACHED_DOCUMENTS  # the oldest were dropped
         big_uri = "file:///big.txt"
         line = (TEXT + ", and the dog sleeps. ") * 20 + "\n"
         big = line * (BIG_DOCUMENT // len(line))
         client.notify("textDocument/didOpen", open_params(big, big_uri))
         last = big.count("\n")
-        assert inline(client, last, 0, big_uri) == ["lazy"]  # answered at the very end
-        assert inline(client, 5, len(TEXT), big_uri) == ["zy"]  # and near its start
+        assert client.inline(last, 0, big_uri) == ["lazy"]  # answered at the very end
+        assert client.inline(5, len(TEXT), big_uri) == ["zy"]  # and near its start
 
         # Over 1,000 single-character edits in one burst, then a completion at the end.
         client.notify("textDocument/didOpen", open_params(""))
@@ -354,7 +265,7 @@ def test_load_many_documents_big_document_bursts_and_keystrokes(scripted_model_d
         burst = b"".join(encode(insert(2 + i, 0, i, ch)) for i, ch in enumerate(text))
         client.send_bytes(burst)
         col = len(text)
-        assert inline(client, 0, col) == ["zy"]
+        assert client.inline(0, col) == ["zy"]
 
         # Completion on every keystroke, each earlier request cancelled.
         version = 1000
@@ -363,7 +274,7 @@ def test_load_many_documents_big_document_bursts_and_keystrokes(scripted_model_d
             client.send(insert(version, 0, col, ch))
             text += ch
             col += 1
-            msg_id = client.request("textDocument/inlineCompletion", at(0, col))
+            msg_id = client.request("textDocument/inlineCompletion", inline_params(0, col))
             client.notify("$/cancelRequest", {"id": msg_id})
             answer = client.response(msg_id)
             assert "result" in answer or answer["error"]["code"] == -32800
@@ -373,13 +284,13 @@ def test_load_many_documents_big_document_bursts_and_keystrokes(scripted_model_d
         # documents.
         for uri in [*others, big_uri]:
             client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
-        assert inline(client, 0, col) == ["zy"]
-        after = status(client)
+        assert client.inline(0, col) == ["zy"]
+        after = client.status()
         assert after["cachedDocuments"] == 1
         fresh.initialize()
         fresh.notify("textDocument/didOpen", open_params(text))
-        assert inline(fresh, 0, col) == ["zy"]
-        assert after["dictionary"] == status(fresh)["dictionary"]
+        assert fresh.inline(0, col) == ["zy"]
+        assert after["dictionary"] == fresh.status()["dictionary"]
         assert after["dictionary"]["occurrences"] == len(WORD.findall(text))
         rss = peak_rss_mb(client.process.pid)
         print(f"server peak RSS under load: {rss:.0f} MiB")

@@ -7,7 +7,7 @@ import pytest
 from ghostwrite.model import Completer, SearchOptions, make_sampler
 from ghostwrite.model.inference import log_softmax
 from ghostwrite.model.tokenizer import encode
-from tests.scripted import LAZY, LAZY_TEXT, Successors, log_probabilities, scripted_model
+from tests.helpers.scripted import LAZY, LAZY_TEXT, Successors, log_probabilities, scripted_model
 
 
 def test_greedy_sampler_takes_the_argmax():

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.lsp_raw import RawClient, frame
-from tests.scripted import LAZY_TEXT
+from ghostwrite.server.client import RawClient, frame
+from tests.helpers.scripted import LAZY_TEXT
 
 TEXT = LAZY_TEXT
 OPEN = {

@@ -16,6 +16,7 @@ import pytest
 
 from ghostwrite.model import PRESETS, load_model
 from ghostwrite.training.corpus import scan
+from ghostwrite.training.harness import PROSE, TINY, make_corpus, run_cli
 from ghostwrite.training.train import (
     ESTIMATE_AFTER_STEPS,
     REESTIMATE_EVERY,
@@ -26,11 +27,8 @@ from ghostwrite.training.train import (
     make_optimizer,
     train,
 )
-from tests.conftest import PROSE
+from tests.helpers.training import metrics, tiny_config
 
-# One BLAS thread: tiny matmuls gain nothing from more, and on a busy machine spinning BLAS
-# threads slow a step down several times.
-TINY = ["--preset", "tiny", "--batch-size", "16", "--eval-windows", "32", "--blas-threads", "1"]
 PROGRESS_KEYS = {
     "event",
     "step",
@@ -41,46 +39,6 @@ PROGRESS_KEYS = {
     "eta_s",
     "message",
 }
-
-
-def make_corpus(root: Path, files: int = 10) -> Path:
-    """Several small notes of real prose (different enough to hold one out for validation)."""
-    sentences = PROSE.split(". ")
-    for i in range(files):
-        text = ". ".join(sentences[i:] + sentences[:i]) * 4
-        (root / f"note{i}.txt").parent.mkdir(parents=True, exist_ok=True)
-        (root / f"note{i}.txt").write_text(f"Note {i}.\n{text}\n", encoding="utf-8")
-    return root
-
-
-def run_cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ghostwrite.training", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def tiny_config(tmp_path: Path, corpus: Path, **changes: object) -> TrainConfig:
-    settings: dict[str, object] = {
-        "paths": [str(corpus)],
-        "out": tmp_path / "model",
-        "preset": "tiny",
-        "batch_size": 16,
-        "eval_windows": 32,
-        "token_cache": tmp_path / "cache",
-        "progress": "plain",
-        "compile": False,  # compiled runs are covered by the subprocess tests
-        "blas_threads": 1,
-    }
-    return TrainConfig(**(settings | changes))
-
-
-def metrics(model_dir: Path) -> list[dict]:
-    lines = (model_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
 
 
 def test_learning_rate_schedule() -> None:

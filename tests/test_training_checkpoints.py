@@ -7,7 +7,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,29 +14,8 @@ import numpy as np
 
 from ghostwrite.model import load_model
 from ghostwrite.training.checkpoint import load_checkpoint, split_prefix
-from tests.test_training import TINY, make_corpus, metrics, run_cli
-
-
-def start(*args: str | Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ghostwrite.training", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def read_until(process: subprocess.Popen[str], event: str, count: int) -> list[dict]:
-    """Progress events up to the ``count``-th ``event`` (or the end of the output)."""
-    assert process.stdout is not None
-    events: list[dict] = []
-    seen = 0
-    for line in process.stdout:
-        events.append(json.loads(line))
-        seen += events[-1]["event"] == event
-        if seen >= count:
-            break
-    return events
+from ghostwrite.training.harness import TINY, make_corpus, read_until, run_cli, start
+from tests.helpers.training import metrics
 
 
 def finish(process: subprocess.Popen[str], events: list[dict]) -> tuple[int, list[dict], str]:

@@ -5,45 +5,11 @@ finishes it. The faults are injected into a real training process."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from ghostwrite.model import load_model
 from ghostwrite.training.checkpoint import load_checkpoint
-from tests.test_training import TINY, make_corpus, run_cli
-
-# Runs the training CLI with the model writer (safetensors' save_file in model/files.py)
-# replaced by a fault: "enospc" raises a full-disk error, "kill" writes half the weights file
-# and then SIGKILLs the process.
-FAULTY_TRAINING = """
-import errno, os, signal, sys
-from ghostwrite.model import files
-from ghostwrite.training.cli import main
-
-real = files.save_file
-
-def faulty(arrays, path, metadata=None):
-    if sys.argv[1] == "enospc":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-    real(arrays, path, metadata)
-    with open(path, "r+b") as handle:
-        handle.truncate(os.path.getsize(path) // 2)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-files.save_file = faulty
-sys.exit(main(sys.argv[2:]))
-"""
-
-
-def run_faulty(fault: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", FAULTY_TRAINING, fault, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from ghostwrite.training.harness import TINY, make_corpus, run_cli, run_faulty
 
 
 def test_full_disk_and_kill_while_saving_keep_the_previous_model(tmp_path: Path) -> None:

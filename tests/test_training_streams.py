@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from ghostwrite.model.gpt import weights_to_numpy
+from ghostwrite.training.harness import TINY, make_corpus, run_cli
 from ghostwrite.training.progress import Reporter
 from ghostwrite.training.train import Run, StopFlag, TrainingError
-from tests.test_training import TINY, make_corpus, run_cli, tiny_config
+from tests.helpers.training import tiny_config
 
 STEPS = 8
 

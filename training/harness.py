@@ -1,0 +1,119 @@
+"""The training command as a real process, for the test suite and the benchmarks: a corpus of
+sample notes, the tiny preset's quick flags, runs that are waited for, read event by event,
+faulted while they save the model, or measured while they tokenize."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# Real prose, so that a model trained on it learns something in a few hundred steps.
+PROSE = (
+    "The quick brown fox jumps over the lazy dog. The dog sleeps in the sun, and the fox runs "
+    "into the forest. In the forest the fox finds a river, and the river runs to the sea. "
+    "The sea is wide and blue, and the fox looks at the sea for a long time. Then the fox goes "
+    "home to the forest, where the trees are tall and green, and the fox sleeps until morning. "
+)
+
+# One BLAS thread: tiny matmuls gain nothing from more, and on a busy machine spinning BLAS
+# threads slow a step down several times.
+TINY = ["--preset", "tiny", "--batch-size", "16", "--eval-windows", "32", "--blas-threads", "1"]
+
+# Runs the training CLI with the model writer (safetensors' save_file in model/files.py)
+# replaced by a fault: "enospc" raises a full-disk error, "kill" writes half the weights file
+# and then SIGKILLs the process.
+FAULTY_TRAINING = """
+import errno, os, signal, sys
+from ghostwrite.model import files
+from ghostwrite.training.cli import main
+
+real = files.save_file
+
+def faulty(arrays, path, metadata=None):
+    if sys.argv[1] == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    real(arrays, path, metadata)
+    with open(path, "r+b") as handle:
+        handle.truncate(os.path.getsize(path) // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+files.save_file = faulty
+sys.exit(main(sys.argv[2:]))
+"""
+
+# Tokenizes one file into a cache and prints the process's peak RSS in MiB.
+TOKENIZE_AND_MEASURE = """
+import resource, sys
+from pathlib import Path
+from ghostwrite.training.corpus import prepare
+corpus, data = prepare([sys.argv[1]], cache_dir=Path(sys.argv[2]))
+assert len(data.tokens) == corpus.tokens
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def make_corpus(root: Path, files: int = 10) -> Path:
+    """Several small notes of real prose (different enough to hold one out for validation)."""
+    sentences = PROSE.split(". ")
+    for i in range(files):
+        text = ". ".join(sentences[i:] + sentences[:i]) * 4
+        (root / f"note{i}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"note{i}.txt").write_text(f"Note {i}.\n{text}\n", encoding="utf-8")
+    return root
+
+
+def run(*command: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *map(str, command)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m ghostwrite.training ARGS``, waited for."""
+    return run("-m", "ghostwrite.training", *args, timeout=timeout)
+
+
+def run_faulty(fault: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The training CLI with ``fault`` ("enospc" or "kill") injected into the model writer."""
+    return run("-c", FAULTY_TRAINING, fault, *args)
+
+
+def start(*args: str | Path) -> subprocess.Popen[str]:
+    """``python -m ghostwrite.training ARGS``, running."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ghostwrite.training", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_until(process: subprocess.Popen[str], event: str, count: int) -> list[dict]:
+    """Progress events (``--progress json``) up to the ``count``-th ``event`` (or the end of
+    the output)."""
+    assert process.stdout is not None
+    events: list[dict] = []
+    seen = 0
+    for line in process.stdout:
+        events.append(json.loads(line))
+        seen += events[-1]["event"] == event
+        if seen >= count:
+            break
+    return events
+
+
+def tokenizing_peak_rss_mb(path: Path, cache_dir: Path) -> int:
+    """The peak RSS, in MiB, of a fresh process that tokenizes ``path`` into ``cache_dir``."""
+    result = subprocess.run(
+        [sys.executable, "-c", TOKENIZE_AND_MEASURE, str(path), str(cache_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(result.stdout)
