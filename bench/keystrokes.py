@@ -1,7 +1,7 @@
 """Keystroke savings and precision of word suggestions on held-out text, against a word n-gram.
 
     python bench/keystrokes.py --model DIR [--chars 7000] [--spans 4] [--texts NAME ...]
-        [--record FILE.npz | --load FILE.npz] [--fit] [--plot PNG]
+        [--record FILE.npz | --load FILE.npz] [--fit] [--plot PNG] [--adaptive]
 
 A typist writes spans of held-out texts. Each span's document before it is already written (the
 model sees the end of it, the dictionary all of it), and the workspace holds related files (the
@@ -29,6 +29,9 @@ Completers:
   word's plain frequency, characters typed and inserted, a new-word flag, occurrences in the
   document's last 4,000 characters and whether the model's search found it;
 - ``ceiling``: the typist picks the longest right word among every candidate considered.
+
+``--adaptive`` scores words by the model mixed online with an adaptive byte n-gram of the
+document (model/adaptive.py) instead of the model alone.
 
 ``--fit`` records a text outside every evaluation set (Jekyll and Hyde: held out from the
 bundled model's training, and not one of the evaluation texts) and fits on it the calibration
@@ -506,6 +509,17 @@ def best_savings(points: Curve, precision: float) -> tuple[float, Figures | None
     return max(reaching, key=lambda cf: cf[1].savings, default=(math.nan, None))
 
 
+def choose_confidence(points: Curve, ngram: Figures, ratio: float = 1.5) -> float:
+    """The highest threshold at which savings and precision are both at least ``ratio`` times
+    the n-gram's; failing that, the one that saves the most at that ratio of its precision."""
+    both = [
+        c
+        for c, f in points
+        if f.savings >= ratio * ngram.savings and f.precision >= ratio * ngram.precision
+    ]
+    return max(both) if both else best_savings(points, ratio * ngram.precision)[0]
+
+
 def calibration_table(
     r: Recording, p: np.ndarray, value: np.ndarray
 ) -> list[tuple[str, int, float, float]]:
@@ -629,12 +643,13 @@ def main() -> None:
         loglinear = fit_loglinear(fitting)
         fit_ngram = figures(type_it(fitting.block, fitting.ngram_shown, fitting.ngram_match), rng)
         fit_curve = curve(fitting, *product_ranking(fitting, scoring, calibration), rng)
-        confidence = best_savings(fit_curve, 1.5 * fit_ngram.precision)[0]
+        confidence = choose_confidence(fit_curve, fit_ngram)
         print(
             f"fitted on {FIT_TEXT[0]}: {calibration}; log-linear weights {np.round(loglinear, 3)}"
         )
         print(
-            f"confidence chosen there (most savings at 1.5x the n-gram's precision): {confidence:g}"
+            "confidence chosen there (the most precise at 1.5x the n-gram's savings and "
+            f"precision): {confidence:g}"
         )
 
     chars = len(recording.block)
