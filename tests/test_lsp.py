@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcRequestCancelled
@@ -156,30 +156,6 @@ def naive_position(text: str, offset: int, encoding: str) -> types.Position:
     lines = Document("u", text[:offset], 0)
     last = int(lines.starts[-1])
     return types.Position(lines.line_count - 1, code_units(text[last:offset], encoding))
-
-
-@settings(max_examples=150, deadline=None)
-@given(documents_with_edits(), st.sampled_from([UTF8, UTF16, UTF32]))
-@example(("aaaa\r\n", [(0, 4, "")]), UTF8)  # once split a CR LF into two line breaks
-def test_incremental_edits_equal_the_full_text(case, encoding):
-    """Unit level: positions made from a naive reference, applied as range edits."""
-    text, edits = case
-    document = Document("u", text, 1)
-    for a, b, new in edits:
-        a, b = sorted((min(a, len(text)), min(b, len(text))))
-        # Never split a CR LF pair: an LSP position cannot point between them.
-        if 0 < a < len(text) and text[a - 1 : a + 1] == "\r\n":
-            a -= 1
-        if 0 < b < len(text) and text[b - 1 : b + 1] == "\r\n":
-            b += 1
-        change = types.TextDocumentContentChangePartial(
-            range=types.Range(naive_position(text, a, encoding), naive_position(text, b, encoding)),
-            text=new,
-        )
-        document.apply(change, encoding)
-        text = text[:a] + new + text[b:]
-        assert document.text == text
-        assert list(document.starts) == list(Document("u", text, 0).starts)
 
 
 @settings(
