@@ -64,6 +64,20 @@ def finish(client: RawClient) -> None:
 
 def test_framing_and_json_rpc_faults(served):
     client, want = served
+    # Malformed JSON: a ParseError answer (id null), then business as usual.
+    client.send_bytes(frame(b'{"jsonrpc": "2.0", "id": 77, "method": '))
+    assert client.response(None)["error"]["code"] == -32700
+    assert client.inline(0, len(TEXT)) == want
+    # Content-Length too short, too long, missing, junk between messages.
+    body = json.dumps({"jsonrpc": "2.0", "id": 78, "method": "nope", "params": {}}).encode()
+    client.send_bytes(frame(body, len(body) - 5))
+    assert client.inline(0, len(TEXT)) == want
+    client.send_bytes(frame(body, len(body) + 40))
+    assert client.response(78)["error"]["code"] == -32601  # method not found, but answered
+    assert client.inline(0, len(TEXT)) == want
+    client.send_bytes(b"Content-Length: nope\r\n\r\n" + body)
+    client.send_bytes(b"garbage between messages\r\n")
+    assert client.inline(0, len(TEXT)) == want
     # A huge header (no blank line for 64 KB), then a header with many unknown lines.
     client.send_bytes(b"X-Junk: " + b"a" * 65536 + b"\r\n")
     assert client.inline(0, len(TEXT)) == want
@@ -85,6 +99,7 @@ def test_framing_and_json_rpc_faults(served):
         (b'{"jsonrpc": "1.0", "id": 503, "method": "shutdown"}', 503),
         (b'{"jsonrpc": "2.0", "id": 504}', 504),
         (b'{"jsonrpc": "2.0", "id": 505, "method": 7}', 505),
+        (b'{"id": 507, "method": "initialize"}', 507),
     ]:
         client.send_bytes(frame(payload))
         answer = client.response(msg_id)
@@ -103,6 +118,13 @@ def test_framing_and_json_rpc_faults(served):
     assert client.call("$/nope", {})["error"]["code"] == -32601
     client.notify("$/nope", {"x": 1})
     client.notify("ghostwrite/nope", None)
+    assert client.inline(0, len(TEXT)) == want
+    # Invalid params: answered InvalidParams (pygls alone never answers), with what was wrong.
+    bad = dict(inline_params(0, len(TEXT)), position={"line": "zero", "character": -1})
+    answer = client.call("textDocument/inlineCompletion", bad)
+    assert answer["error"]["code"] == -32602
+    assert "position" in answer["error"]["message"]
+    client.notify("textDocument/didChange", {"textDocument": {"uri": 5}})  # survived, logged
     assert client.inline(0, len(TEXT)) == want
     finish(client)
 
