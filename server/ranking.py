@@ -100,25 +100,29 @@ def product(model: np.ndarray, dictionary: np.ndarray, unseen: float) -> np.ndar
 
 @dataclass(frozen=True)
 class Calibration:
-    """P(the suggestion is the next word) = sigmoid(slope * log p + intercept): monotone, so it
+    """P(the suggestion is the next word) = sigmoid(slope * logit p + intercept): monotone, so it
     keeps the ranking and changes only what a probability (and the threshold) means."""
 
     slope: float
     intercept: float
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
-        z = self.slope * np.log(np.maximum(p, 1e-12)) + self.intercept
-        return 1.0 / (1.0 + np.exp(-z))
+        return 1.0 / (1.0 + np.exp(-(self.slope * logit(p) + self.intercept)))
 
 
-# Fitted on Jekyll and Hyde, outside every evaluation set, with the bundled model:
-#     python bench/keystrokes.py --model model/bundled --fit --texts alice
-CALIBRATION = Calibration(1.1861, 0.666)
+def logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.log(q / (1 - q))
+
+
+# Fitted on Jekyll and Hyde, outside every evaluation set, with the bundled model
+# (python bench/keystrokes.py --model model/bundled --fit prints it).
+CALIBRATION = Calibration(0.748, -0.4168)
 
 
 def fit_calibration(p: np.ndarray, right: np.ndarray) -> Calibration:
-    """Logistic regression of ``right`` (0/1) on log ``p`` (Newton's method)."""
-    x = np.stack([np.log(np.maximum(p, 1e-12)), np.ones(len(p))], axis=1)
+    """Logistic regression of ``right`` (0/1) on logit ``p`` (Newton's method)."""
+    x = np.stack([logit(p), np.ones(len(p))], axis=1)
     y = right.astype(np.float64)
     w = np.zeros(2)
     for _ in range(100):

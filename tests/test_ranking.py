@@ -81,12 +81,13 @@ def test_calibration_keeps_the_order_and_maps_into_zero_one(slope, intercept):
     assert all(0 < s.probability < 1 for s in calibrated)
 
 
-def test_a_fitted_calibration_matches_how_often_suggestions_were_right():
+def test_a_fitted_calibration_recovers_how_often_suggestions_were_right():
     rng = np.random.default_rng(0)
-    p = rng.uniform(0.01, 0.99, 20_000)
-    # Suggestions stated at p were right with probability p / 2: the fit must halve them.
-    right = rng.uniform(size=p.size) < p / 2
-    calibration = fit_calibration(p, right)
-    assert calibration.slope > 0
-    for stated in (0.1, 0.4, 0.8):
-        assert calibration(np.array([stated]))[0] == pytest.approx(stated / 2, abs=0.03)
+    p = rng.uniform(0.01, 0.99, 50_000)
+    truth = Calibration(0.5, -0.5)  # suggestions stated at p were right this often
+    right = rng.uniform(size=p.size) < truth(p)
+    fitted = fit_calibration(p, right)
+    assert fitted.slope == pytest.approx(0.5, abs=0.05)
+    assert fitted.intercept == pytest.approx(-0.5, abs=0.05)
+    stated = np.array([0.1, 0.4, 0.8])
+    assert fitted(stated) == pytest.approx(truth(stated), abs=0.02)
