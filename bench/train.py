@@ -66,9 +66,9 @@ from mlx.utils import tree_map
 from ghostwrite.model.config import GPTConfig
 from ghostwrite.model.gpt import GPT, cross_entropy
 from ghostwrite.training.config import OPTIMIZERS
-from ghostwrite.training.corpus import TokenData
 from ghostwrite.training.evaluate import predictions, scoring_windows
 from ghostwrite.training.progress import Reporter
+from ghostwrite.training.tokens import TokenData
 from ghostwrite.training.train import (
     BudgetClock,
     Run,

@@ -17,7 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from ghostwrite.model.files import open_regular
-from ghostwrite.training import corpus
+from ghostwrite.training import corpus, walk
 
 WORD = re.compile(r"\w+(?:'\w+)*")
 FOLLOWERS_SCANNED = 256
@@ -233,7 +233,7 @@ def index_workspace(
         root = Path(os.path.realpath(folder))  # a loop stays unresolved: not a folder
         if not os.path.isdir(root):  # missing or unreadable: nothing to index
             continue
-        for real, _ in corpus.files_under(root, (), skipped):
+        for real, _ in walk.files_under(root, (), skipped):
             if real in seen:
                 continue
             seen.add(real)

@@ -15,15 +15,10 @@ from hypothesis import strategies as st
 
 from ghostwrite.server.client import without_root_powers
 from ghostwrite.training import corpus as corpus_mod
-from ghostwrite.training.corpus import (
-    CorpusError,
-    build_tokens,
-    choose_validation,
-    normalise,
-    prepare,
-    scan,
-)
+from ghostwrite.training import tokens as tokens_mod
+from ghostwrite.training.corpus import CorpusError, normalise, scan
 from ghostwrite.training.harness import PROSE, tokenizing_peak_rss_mb
+from ghostwrite.training.tokens import build_tokens, choose_validation, prepare
 
 # Byte pieces that make chunk boundaries hard: CR/LF pairs, a BOM, a genuine U+FFFD, stray
 # continuation bytes, truncated and complete multi-byte characters, an encoded surrogate.
@@ -251,7 +246,7 @@ def edit_after_scan(monkeypatch: pytest.MonkeyPatch, edit, times: int) -> None:
             edit(len(calls))
         return found
 
-    monkeypatch.setattr(corpus_mod, "scan", scan_then_edit)
+    monkeypatch.setattr(tokens_mod, "scan", scan_then_edit)
 
 
 def test_a_file_edited_or_removed_during_tokenization_is_read_again(

@@ -47,7 +47,7 @@ sys.exit(main(sys.argv[2:]))
 TOKENIZE_AND_MEASURE = """
 import resource, sys
 from pathlib import Path
-from ghostwrite.training.corpus import prepare
+from ghostwrite.training.tokens import prepare
 corpus, data = prepare([sys.argv[1]], cache_dir=Path(sys.argv[2]))
 assert len(data.tokens) == corpus.tokens
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

@@ -44,7 +44,7 @@ from ghostwrite.model.config import PRESETS, GPTConfig
 from ghostwrite.model.gpt import GPT, cross_entropy, load_weights, weights_to_numpy
 from ghostwrite.model.search import SearchOptions
 
-from . import corpus as corpus_mod
+from . import tokens as tokens_mod
 from .checkpoint import (
     CHECKPOINT_FILE,
     CheckpointError,
@@ -54,7 +54,9 @@ from .checkpoint import (
     with_prefix,
 )
 from .config import TrainConfig
+from .corpus import CorpusError
 from .progress import Progress, Reporter
+from .walk import fixed_part
 
 __all__ = ["Interrupted", "TrainConfig", "TrainingError", "train"]
 
@@ -280,7 +282,7 @@ def check_destinations(paths: Sequence[str], out: Path, checkpoint_dir: Path) ->
     except files.ForeignFolder as err:
         raise TrainingError(str(err)) from None
     for given in paths:
-        source = Path(os.path.realpath(corpus_mod.fixed_part(given)))
+        source = Path(os.path.realpath(fixed_part(given)))
         for target in (out, checkpoint_dir):
             real = Path(os.path.realpath(target.expanduser()))
             if real == source or source in real.parents or real in source.parents:
@@ -321,10 +323,10 @@ class Run:
         )
 
         try:
-            self.corpus, self.data = corpus_mod.prepare(
+            self.corpus, self.data = tokens_mod.prepare(
                 cfg.paths, cfg.include, cfg.exclude, cfg.val_fraction, cfg.token_cache, cfg.hold_out
             )
-        except corpus_mod.CorpusError as err:
+        except CorpusError as err:
             raise TrainingError(str(err)) from None
         except OSError as err:
             raise TrainingError(f"cannot prepare the token cache: {err}") from None
