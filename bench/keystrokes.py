@@ -30,8 +30,8 @@ Completers:
   document's last 4,000 characters and whether the model's search found it;
 - ``ceiling``: the typist picks the longest right word among every candidate considered.
 
-``--adaptive`` scores words by the model mixed online with an adaptive byte n-gram of the
-document (model/adaptive.py) instead of the model alone.
+``--adaptive`` scores words as the server's ``adaptive`` option does: by the model mixed online
+with an adaptive byte n-gram of the document (model/adaptive.py).
 
 ``--fit`` records a text outside every evaluation set (Jekyll and Hyde: held out from the
 bundled model's training, and not one of the evaluation texts) and fits on it the calibration
@@ -53,11 +53,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ghostwrite.model.adaptive import ByteNgram, Mixer
+from ghostwrite.model.adaptive import AdaptiveModel
 from ghostwrite.model.backend import limit_numpy_blas_threads
-from ghostwrite.model.inference import log_softmax
 from ghostwrite.server.dictionary import WORD, WordStats, word_start
-from ghostwrite.server.engine import WORD_END_BYTES, LoadedModel, Suggester, WordScoring
+from ghostwrite.server.engine import LoadedModel, Suggester, WordScoring
 from ghostwrite.server.options import ServerOptions
 from ghostwrite.server.ranking import Calibration, WordCandidates, fit_calibration, word_candidates
 
@@ -220,63 +219,6 @@ class Recording:
         )
 
 
-class AdaptiveScorer:
-    """Word probabilities by the online mixture of the GPT and an adaptive byte n-gram of the
-    document (model/adaptive.py), which learn from every byte as it is typed."""
-
-    def __init__(self, suggester: Suggester, order: int = 5) -> None:
-        self.suggester = suggester
-        self.order = order
-        self.ngram = ByteNgram(order)
-        self.mixer = Mixer(order)
-        self.seen = b""
-        self.last_logits: np.ndarray | None = None  # the GPT's, before the last byte typed
-
-    def catch_up(self, before: str) -> None:
-        """Learn the bytes written since the last call: a typed byte trains the mixer too."""
-        data = before.encode()
-        new = data[len(self.seen) :]
-        if len(new) == 1 and self.last_logits is not None:
-            p, longest = self.ngram.distribution(self.seen[-self.order :])
-            gpt = log_softmax(self.last_logits.astype(np.float64))
-            self.mixer.learn(gpt, np.log(p), longest, new[0])
-        self.ngram.update(new)
-        self.seen = data
-
-    def word_probabilities(self, texts: list[str]) -> np.ndarray:
-        """As ``Suggester.word_probabilities``, by the mixture."""
-        completer = self.suggester.completer
-        next_logits = completer.next_logits
-        self.last_logits = next_logits
-        probabilities = np.zeros(len(texts))
-        if next_logits is None:
-            return probabilities
-        data = [t.encode() for t in texts]
-        room = completer.config.ctx_len - completer.cache.length
-        fits = [i for i, d in enumerate(data) if 0 < len(d) <= room]
-        prefixes = sorted({data[i][:k] for i in fits for k in range(1, len(data[i]) + 1)}, key=len)
-        after = {b"": next_logits}
-        for group in (prefixes[i : i + 8] for i in range(0, len(prefixes), 8)):
-            _, logits = self.suggester.model.decoder.score(completer.cache, next_logits, group)
-            after.update(zip(group, logits, strict=True))
-        history = self.seen[-self.order :]
-        mixed: dict[bytes, np.ndarray] = {}
-
-        def logp(prefix: bytes) -> np.ndarray:
-            if prefix not in mixed:
-                p, longest = self.ngram.distribution(history + prefix)
-                gpt = log_softmax(after[prefix].astype(np.float64))
-                mixed[prefix] = self.mixer.mix(gpt, np.log(p), longest)
-            return mixed[prefix]
-
-        for i in fits:
-            d = data[i]
-            total = sum(logp(d[:k])[d[k]] for k in range(len(d)))
-            ends = np.exp(logp(d))[WORD_END_BYTES].sum()
-            probabilities[i] = np.exp(total) * ends
-        return probabilities
-
-
 def record(
     model: LoadedModel,
     document: str,
@@ -296,8 +238,11 @@ def record(
     search = replace(options, candidates=max(options.candidates, options.beam_width))
     limit = WordScoring().dictionary_candidates
     suggester = Suggester(model)
-    scorer = AdaptiveScorer(suggester) if adaptive else None
-    word_probabilities = scorer.word_probabilities if scorer else suggester.word_probabilities
+    if adaptive:
+        suggester.adaptive = AdaptiveModel()
+    word_probabilities = (
+        suggester.mixed_word_probabilities if adaptive else suggester.word_probabilities
+    )
     typed = ""
     block: list[int] = []
     ngram_shown: list[bool] = []
@@ -311,8 +256,8 @@ def record(
             before = document[:i]
             stats.replace(typed, len(typed), len(typed), before[len(typed) :], before)
             typed = before
-            if scorer is not None:
-                scorer.catch_up(before)
+            if suggester.adaptive is not None:  # as the server does before each completion
+                suggester.adaptive.observe(before.encode(), suggester.completer.next_logits)
             char = len(block)
             block.append(span * (chars // BLOCK_CHARS + 1) + (i - start) // BLOCK_CHARS)
             guess = ngram.best_guess(before)

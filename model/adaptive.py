@@ -50,6 +50,30 @@ class ByteNgram:
                     counts[byte] = counts.get(byte, 0) + 1
         self.history = text[-order:] if order else b""
 
+    def distributions(self, contexts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """``distribution`` of many contexts at once: (N, 256) and (N,) longest seen."""
+        n, orders = len(contexts), self.order + 1
+        counts = np.zeros((orders, n, VOCAB))
+        longest = np.full(n, -1)
+        for row, context in enumerate(contexts):
+            for k in range(min(self.order, len(context)) + 1):
+                found = self.tables[k].get(context[len(context) - k :] if k else b"")
+                if found is None:
+                    break
+                if isinstance(found, dict):
+                    counts[k, row, list(found)] = list(found.values())
+                else:
+                    counts[k, row] = found
+                longest[row] = k
+        p = np.full((n, VOCAB), 1.0 / VOCAB)
+        for k in range(orders):
+            total = counts[k].sum(axis=1, keepdims=True)
+            distinct = np.count_nonzero(counts[k], axis=1)[:, None]
+            seen = total > 0  # rows whose context of this length was seen
+            weight = np.where(seen, total / np.maximum(total + distinct, 1), 0.0)
+            p = weight * (counts[k] / np.maximum(total, 1)) + (1.0 - weight) * p
+        return p, longest
+
     def distribution(self, context: bytes) -> tuple[np.ndarray, int]:
         """P(next byte | the end of ``context``), (256,) summing to 1, and the length of the
         longest context seen before (-1: nothing seen yet)."""
@@ -88,6 +112,15 @@ class Mixer:
         # A sliver of uniform: large weights would otherwise underflow a byte to 0.
         return np.log((1.0 - FLOOR) * p / p.sum() + FLOOR / VOCAB)
 
+    def mix_many(
+        self, logp_gpt: np.ndarray, logp_ngram: np.ndarray, contexts: np.ndarray
+    ) -> np.ndarray:
+        """``mix`` of many rows at once: (N, 256) each, weight sets (N,)."""
+        w = self.weights[contexts + 1]  # (N, 2)
+        z = w[:, :1] * logp_gpt + w[:, 1:] * logp_ngram
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.log((1.0 - FLOOR) * p / p.sum(axis=1, keepdims=True) + FLOOR / VOCAB)
+
     def learn(self, logp_gpt: np.ndarray, logp_ngram: np.ndarray, context: int, byte: int) -> float:
         """Update the weights after seeing ``byte``; returns its log-probability before."""
         logp = self.mix(logp_gpt, logp_ngram, context)
@@ -97,3 +130,81 @@ class Mixer:
         gradient = inputs @ p - inputs[:, byte]
         self.weights[context + 1] -= self.learning_rate * gradient
         return float(logp[byte])
+
+
+class AdaptiveModel:
+    """The GPT's next-byte distributions mixed with a byte n-gram of one document, both learning
+    from each byte typed. ``observe`` follows the document; ``word_probabilities`` scores
+    candidate continuations by the mixture."""
+
+    def __init__(self, order: int = 5, read_bytes: int = 20_000) -> None:
+        self.order = order
+        self.read_bytes = read_bytes  # what a fresh n-gram reads of the text before the cursor
+        self.ngram = ByteNgram(order)
+        self.mixer = Mixer(order)
+        self.seen = b""
+
+    def observe(self, text: bytes, logits_before: np.ndarray | None) -> None:
+        """The document now reads ``text`` up to the cursor; ``logits_before`` are the GPT's for
+        the byte after the previous ``text``. One byte typed trains the mixer and the n-gram;
+        more are only counted; anything else (an edit before the end, another place in the
+        document) starts a fresh n-gram on the end of the text, keeping the mixer's weights."""
+        seen = self.seen
+        if text == seen:
+            return
+        if text.startswith(seen) and seen:
+            new = text[len(seen) :]
+            if len(new) == 1 and logits_before is not None:
+                p, longest = self.ngram.distribution(seen[-self.order :])
+                gpt = logits_before.astype(np.float64)
+                gpt = gpt - gpt.max()
+                gpt -= np.log(np.exp(gpt).sum())
+                self.mixer.learn(gpt, np.log(p), longest, new[0])
+            self.ngram.update(new)
+        else:
+            self.ngram = ByteNgram(self.order)
+            self.ngram.update(text[-self.read_bytes :])
+        self.seen = text
+
+    def word_probabilities(
+        self,
+        next_logits: np.ndarray,
+        tokens: np.ndarray,
+        lengths: np.ndarray,
+        logits: np.ndarray,
+        ends: np.ndarray,
+    ) -> np.ndarray:
+        """P(continuation, then a byte in ``ends``) by the mixture, for continuations whose
+        tokens (N, L), lengths (N,) and GPT logits after each token (N, L, V) are given (what
+        ``Decoder.logits_along`` returns), after the text observed last (whose next-byte
+        logits are ``next_logits``)."""
+        n = len(tokens)
+        history = self.seen[-self.order :]
+        # The GPT's distribution before each byte and after the last: (N, L + 1, V).
+        gpt = np.concatenate([np.broadcast_to(next_logits, (n, 1, VOCAB)), logits], axis=1)
+        gpt = gpt.astype(np.float64)
+        gpt -= gpt.max(axis=-1, keepdims=True)
+        gpt -= np.log(np.exp(gpt).sum(axis=-1, keepdims=True))
+        rows, cols, contexts = [], [], []
+        for row in range(n):
+            data = tokens[row, : lengths[row]].astype(np.uint8).tobytes()
+            for j in range(lengths[row] + 1):
+                rows.append(row)
+                cols.append(j)
+                contexts.append(history + data[:j])
+        unique = list(dict.fromkeys(contexts))
+        index = {c: i for i, c in enumerate(unique)}
+        p, longest = self.ngram.distributions(unique)
+        at = np.array([index[c] for c in contexts])
+        mixed = self.mixer.mix_many(gpt[rows, cols], np.log(p[at]), longest[at])  # (M, V)
+        rows_a, cols_a = np.array(rows), np.array(cols)
+        nxt = np.zeros(len(rows_a), dtype=np.int64)
+        inside = cols_a < lengths[rows_a]
+        nxt[inside] = tokens[rows_a[inside], cols_a[inside]]
+        step = np.where(inside, mixed[np.arange(len(rows_a)), nxt], 0.0)
+        logp = np.bincount(rows_a, step, n)
+        last = ~inside
+        end_mass = np.exp(mixed[last])[:, ends].sum(axis=1)
+        out = np.zeros(n)
+        out[rows_a[last]] = np.exp(logp[rows_a[last]]) * end_mass
+        return out

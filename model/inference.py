@@ -301,12 +301,12 @@ class Decoder:
         beams.length += 1
         return self._head(x)
 
-    def score(
-        self, prefix: KVCache, next_logits: np.ndarray, continuations: list[bytes]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Log-probabilities of whole continuations of the text in ``prefix`` (whose next-token
-        logits are ``next_logits``), all in one batched pass: (N,) log P(continuation), and the
-        (N, V) logits of the token after each. The prefix cache is left as it was."""
+    def logits_along(
+        self, prefix: KVCache, continuations: list[bytes]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batched pass over continuations of the text in ``prefix``: their tokens (N, L)
+        padded with zeros, their lengths (N,), and the logits after each of their tokens
+        (N, L, V). The prefix cache is left as it was."""
         cfg = self.config
         B, P = len(continuations), prefix.length
         L = max(len(c) for c in continuations)
@@ -337,6 +337,18 @@ class Decoder:
             x = x + (np.dot(y, layer.proj_w) + layer.proj_b)
             x = x + self._mlp(layer, x)
         logits = self._head(x).reshape(B, L, cfg.vocab_size)
+        return tokens, lengths, logits
+
+    def score(
+        self, prefix: KVCache, next_logits: np.ndarray, continuations: list[bytes]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probabilities of whole continuations of the text in ``prefix`` (whose next-token
+        logits are ``next_logits``), all in one batched pass: (N,) log P(continuation), and the
+        (N, V) logits of the token after each. The prefix cache is left as it was."""
+        cfg = self.config
+        B = len(continuations)
+        tokens, lengths, logits = self.logits_along(prefix, continuations)
+        L = tokens.shape[1]
         before = np.concatenate(
             [np.broadcast_to(next_logits, (B, 1, cfg.vocab_size)), logits[:, :-1]], axis=1
         )

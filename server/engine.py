@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ghostwrite.model import files
+from ghostwrite.model.adaptive import AdaptiveModel
 from ghostwrite.model.completer import Completer
 from ghostwrite.model.inference import Decoder, log_softmax
 from ghostwrite.model.search import is_word_byte
@@ -110,6 +111,7 @@ class Suggester:
         self.scoring = scoring or WordScoring()
         # The completer reuses its cache, and its last suggestion when the user types along it.
         self.completer = Completer(model.decoder)
+        self.adaptive: AdaptiveModel | None = None  # made on the first request that asks for it
 
     def suggest(
         self,
@@ -145,12 +147,17 @@ class Suggester:
         if rescore:
             wanted = max(search.candidates, search.beam_width)
             search = dataclasses.replace(search, candidates=wanted)
+        mixing = rescore and options.adaptive
+        if mixing:
+            if self.adaptive is None:
+                self.adaptive = AdaptiveModel()
+            # Before the completer moves on: its logits are still those after the previous text.
+            self.adaptive.observe(before.encode(), self.completer.next_logits)
         completions = self.completer.complete(before[anchor:], search, should_stop)
         found = [Suggestion(c.text, c.probability) for c in completions]
         if rescore and stats is not None:
-            found = rescore_with_dictionary(
-                before, found, stats, self.scoring, self.word_probabilities
-            )
+            scorer = self.mixed_word_probabilities if mixing else self.word_probabilities
+            found = rescore_with_dictionary(before, found, stats, self.scoring, scorer)
         return found
 
     def word_probabilities(self, texts: list[str]) -> np.ndarray:
@@ -173,6 +180,23 @@ class Suggester:
             )
             ends = np.exp(log_softmax(after.astype(np.float64)))[:, WORD_END_BYTES].sum(axis=1)
             probabilities[group] = np.exp(logp) * ends
+        return probabilities
+
+    def mixed_word_probabilities(self, texts: list[str]) -> np.ndarray:
+        """``word_probabilities`` by the GPT mixed with the document's adaptive byte n-gram."""
+        completer, adaptive = self.completer, self.adaptive
+        next_logits = completer.next_logits
+        probabilities = np.zeros(len(texts))
+        if next_logits is None or adaptive is None:
+            return probabilities
+        data = [t.encode() for t in texts]
+        room = completer.config.ctx_len - completer.cache.length
+        fits = sorted(
+            (i for i, d in enumerate(data) if 0 < len(d) <= room), key=lambda i: len(data[i])
+        )
+        for group in (fits[i : i + SCORED_PER_PASS] for i in range(0, len(fits), SCORED_PER_PASS)):
+            along = self.model.decoder.logits_along(completer.cache, [data[i] for i in group])
+            probabilities[group] = adaptive.word_probabilities(next_logits, *along, WORD_END_BYTES)
         return probabilities
 
 

@@ -75,6 +75,11 @@ class ServerOptions:
         "Rescore suggestions with the words already in your open documents "
         "(like a phone keyboard's personal dictionary).",
     )
+    adaptive: bool = option(
+        False,
+        "Score word suggestions with the model mixed with a character model of the document "
+        "that learns as you type (your names and phrases; more keystrokes saved, slower).",
+    )
     languages: tuple[str, ...] = option(
         ("*",), 'Language ids to complete in (`*` for all), e.g. `["markdown", "plaintext"]`.'
     )

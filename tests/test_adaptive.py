@@ -8,6 +8,7 @@ import pytest
 
 from ghostwrite.model.adaptive import ByteNgram, Mixer
 from ghostwrite.model.inference import log_softmax
+from ghostwrite.server.dictionary import WordStats
 
 
 @pytest.mark.parametrize("context", [b"", b"t", b"the c", b"zzzzzzz", "caf\u00e9 ".encode()])
@@ -65,3 +66,61 @@ def test_mixer_starts_as_the_model_and_learns_to_trust_the_better_predictor():
     assert after < before
     assert mixer.weights[2, 1] > 0  # the n-gram's weight for this context grew
     assert np.array_equal(mixer.weights[0], [1.0, 0.0])  # other contexts untouched
+
+
+def test_batched_distributions_equal_one_at_a_time():
+    ngram = ByteNgram(order=3)
+    ngram.update(b"the cat sat on the mat. the cat ate. " * 3)
+    contexts = [b"", b"t", b"the c", b"zz", b"at. t", b"qqqq"]
+    p, longest = ngram.distributions(contexts)
+    for row, context in enumerate(contexts):
+        one, seen = ngram.distribution(context)
+        assert np.allclose(p[row], one)
+        assert longest[row] == seen
+    mixer = Mixer(order=3)
+    mixer.weights[:] = np.random.default_rng(2).normal(1, 1, mixer.weights.shape)
+    gpt = log_softmax(np.random.default_rng(3).normal(0, 4, (len(contexts), 256)))
+    many = mixer.mix_many(gpt, np.log(p), longest)
+    for row in range(len(contexts)):
+        assert np.allclose(many[row], mixer.mix(gpt[row], np.log(p[row]), int(longest[row])))
+    assert np.allclose(np.exp(many).sum(axis=1), 1.0)
+
+
+def test_mixed_word_probabilities_are_the_models_while_the_mixer_trusts_only_it(
+    scripted_model_dir,
+):
+    from ghostwrite.server.engine import LoadedModel, Suggester
+    from ghostwrite.server.options import ServerOptions
+    from tests.helpers.scripted import LAZY_TEXT
+
+    suggester = Suggester(LoadedModel.load(scripted_model_dir))
+    options = ServerOptions(adaptive=True)
+    suggester.candidates(LAZY_TEXT, options, WordStats())
+    texts = ["zy", "z", "zzz q", "nope"]
+    # The mixer starts with all its weight on the model: the mixture is the model (up to the
+    # mixture's uniform sliver).
+    assert suggester.mixed_word_probabilities(texts) == pytest.approx(
+        suggester.word_probabilities(texts), rel=1e-4
+    )
+
+
+def test_the_document_model_follows_typing_and_restarts_after_an_edit(scripted_model_dir):
+    from ghostwrite.server.engine import LoadedModel, Suggester
+    from ghostwrite.server.options import ServerOptions
+
+    suggester = Suggester(LoadedModel.load(scripted_model_dir))
+    options = ServerOptions(adaptive=True)
+    text = "Zanzibar and Zanzibar and Zanz"
+    stats = WordStats()
+    suggester.candidates(text[:-1], options, stats)
+    adaptive = suggester.adaptive
+    assert adaptive is not None and adaptive.seen == text[:-1].encode()
+    before = adaptive.mixer.weights.copy()
+    suggester.candidates(text, options, stats)  # one character typed: the mixer learns from it
+    assert not np.array_equal(adaptive.mixer.weights, before)
+    assert adaptive.ngram.distribution(b"Zanz")[1] == 4
+    suggester.candidates("Zebra", options, stats)  # not a continuation: a fresh n-gram of this text
+    assert adaptive.seen == b"Zebra"
+    assert adaptive.ngram.distribution(b"Zanz")[1] < 4
+    probabilities = suggester.mixed_word_probabilities(["ebra", "q"])
+    assert all(0 < p < 1 for p in probabilities)
