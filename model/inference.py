@@ -88,8 +88,7 @@ class Layer:
     fc_b: np.ndarray
     out_w: np.ndarray  # (4C, C)
     out_b: np.ndarray
-    q_gain: np.ndarray | None = None  # (D,) with QK-norm
-    k_gain: np.ndarray | None = None
+    qk_gain: np.ndarray | None = None  # (2, 1, D): query and key gains, with QK-norm
     value_embed: np.ndarray | None = None  # (V, H, D) with value embeddings
 
 
@@ -193,10 +192,11 @@ class Decoder:
                 *f32(*linear(p + "mlp.proj", C)),
             )
             if cfg.qk_norm:
-                layer.q_gain, layer.k_gain = f32(
+                gains = [
                     w[p + "attn.q_norm.weight"][head_order] * attention_scale,
                     w[p + "attn.k_norm.weight"][head_order],
-                )
+                ]
+                (layer.qk_gain,) = f32(np.stack(gains)[:, None, :])
             if cfg.value_embeds:
                 table = w[p + "attn.value_embed.weight"]
                 (layer.value_embed,) = f32(table.reshape(cfg.vocab_size, cfg.n_heads, -1))
@@ -231,17 +231,18 @@ class Decoder:
         the rows' tokens, ``positions`` their positions (a slice or (N,)) or one for all rows."""
         N, H = len(x), self.config.n_heads
         qkv = (np.dot(normalize(x), layer.qkv_w) + layer.qkv_b).reshape(N, 3, H, -1)
-        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
+        # Queries and keys go through QK-norm and the rotation together: (N, 2, H, D).
+        qk, v = qkv[:, :2], qkv[:, 2]
         if layer.value_embed is not None:
             v = v + layer.value_embed[tokens]
-        if layer.q_gain is not None:
-            q, k = rms_normalize(q) * layer.q_gain, rms_normalize(k) * layer.k_gain
+        if layer.qk_gain is not None:
+            qk = rms_normalize(qk) * layer.qk_gain
         if self.turns is not None:
             turns = self.turns[positions]
-            if turns.ndim == 2:  # one position per row: broadcast over heads
-                turns = turns[:, None]
-            q, k = rotate(q, turns), rotate(k, turns)
-        return q, k, v
+            if turns.ndim == 2:  # one position per row: broadcast over queries/keys and heads
+                turns = turns[:, None, None]
+            qk = rotate(qk, turns)
+        return qk[:, 0], qk[:, 1], v
 
     def _mlp(self, layer: Layer, x: np.ndarray) -> np.ndarray:
         h = self.activation(np.dot(normalize(x), layer.fc_w) + layer.fc_b)
