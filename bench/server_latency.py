@@ -80,6 +80,7 @@ class Typing:
 
     times_ms: np.ndarray
     lengths: np.ndarray
+    cold_start_ms: float  # from starting the server process to its first answer
 
     def row(self) -> str:
         ms, shown = self.times_ms, self.lengths
@@ -100,6 +101,7 @@ def replay(
 ) -> Typing:
     """Start the server on ``model``, open a document holding ``prefix`` and type ``span``,
     asking for an inline completion after every character."""
+    launched = time.perf_counter()
     client = Client([sys.executable, "-m", "ghostwrite.server", "--model", model])
     folders = None
     if workspace:
@@ -152,12 +154,14 @@ def replay(
             },
         )
         times.append((time.perf_counter() - start) * 1000)
+        if len(times) == 1:
+            cold_start_ms = (time.perf_counter() - launched) * 1000
         items = answer["result"]["items"]
         lengths.append(len(items[0]["insertText"]) if items else 0)
     client.call("shutdown", None)
     client.notify("exit", None)
     client.process.wait()
-    return Typing(np.array(times), np.array(lengths))
+    return Typing(np.array(times), np.array(lengths), cold_start_ms)
 
 
 HEADER = (
@@ -192,6 +196,7 @@ def main() -> None:
     )
     print(HEADER)
     print(f"| keystroke -> inline completion | {typing.row()} |")
+    print(f"\ncold start (server process start to its first answer): {typing.cold_start_ms:.0f} ms")
 
 
 if __name__ == "__main__":
