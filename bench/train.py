@@ -7,13 +7,13 @@ The article's model (ctx 128, n_emb 128, 4 heads, 3 layers) on ../shared/data/ti
 with nanoGPT's split (first 90% train, last 10% validation). Loops:
 
   ghostwrite  ``ghostwrite train``'s own step (``Run.train_step``) with its defaults: random
-              windows, warm-up + cosine decay over the time budget, gradient clipping, weight
+              windows, the learning-rate schedule over the time budget, gradient clipping, weight
               decay on matrices only, compiled step split over CPU streams. ``--batch-size``,
               ``--lr``, ``--dropout`` and ``--min-lr-ratio`` default to ``ghostwrite train``'s
               (batch 64, lr 1e-3, dropout 0.1 is the article's recipe).
-  torch       the same model, recipe and batches in PyTorch 2 (eager, ``--torch-threads``
-              threads, ``F.scaled_dot_product_attention``). Needs the ``bench`` extra; skipped
-              with a message when torch is missing.
+  torch       ``ghostwrite+gpt2``'s model, recipe and batches in PyTorch 2 (eager,
+              ``--torch-threads`` threads, ``F.scaled_dot_product_attention``). Needs the
+              ``bench`` extra; skipped with a message when torch is missing.
   article     the article's MLX loop: fixed shuffled chunks of 128, batch 64, AdamW(1e-3),
               dropout 0.1, uncompiled.
 
@@ -325,7 +325,8 @@ def torch_loop(
     from torch_gpt import TorchGPT  # bench/torch_gpt.py: imported only when torch is there
 
     torch.manual_seed(args.seed)
-    recipe = dataclasses.replace(RECIPE, min_lr_ratio=args.min_lr_ratio)
+    # GPT-2's schedule with GPT-2's architecture, as ``ghostwrite+gpt2``.
+    recipe = dataclasses.replace(RECIPE, min_lr_ratio=args.min_lr_ratio, schedule="cosine")
     cfg: GPTConfig = PRESETS["article"].with_changes(dropout=args.dropout)
     model = TorchGPT(cfg)
     named = list(model.named_parameters())

@@ -42,7 +42,7 @@ PROGRESS_KEYS = {
 
 
 def test_learning_rate_schedule() -> None:
-    cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
+    cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1, schedule="cosine")
     lrs = [learning_rate_at(cfg, 1e-3, step, horizon=110) for step in range(111)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))  # decays monotonically
