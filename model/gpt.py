@@ -17,15 +17,12 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .config import GPTConfig
-from .inference import rope_tables
+from .inference import GELU_COEFF, GELU_CUBIC, LN_EPS, rope_tables
 
-GELU_COEFF = math.sqrt(2.0 / math.pi)
 DROPOUT_LEVELS = 1 << 16  # dropout masks compare 16 random bits per element
-LN_EPS = 1e-5  # nn.LayerNorm's default
 
 
 GELU_SIGMOID_SCALE = 2.0 * GELU_COEFF
-GELU_CUBIC = 0.044715
 
 
 def _gelu_gate(x: mx.array) -> mx.array:

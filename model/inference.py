@@ -3,7 +3,7 @@
 At batch 1 the cost of a decode step is dispatch overhead, not arithmetic (a compiled MLX step is
 ~0.5 ms here; the numpy step below is a few dozen small BLAS calls). So interactive decoding runs
 in numpy, with a KV cache that can be extended, rolled back, and shared as a prefix by a batch of
-beams. Its logits equal the MLX forward pass (tests/test_inference.py).
+beams. Its logits equal the MLX forward pass (tests/test_model.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import numpy as np
 from .config import ROPE_BASE, GPTConfig
 from .files import ModelFiles
 
+# The activation and normalisation constants, shared with the MLX model (gpt.py).
 GELU_COEFF = math.sqrt(2.0 / math.pi)
+GELU_CUBIC = 0.044715
 LN_EPS = 1e-5  # mlx.nn.LayerNorm's default
 
 
@@ -29,7 +31,7 @@ def normalize(x: np.ndarray) -> np.ndarray:
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.tanh(GELU_COEFF * (x + 0.044715 * x * x * x)))
+    return 0.5 * x * (1.0 + np.tanh(GELU_COEFF * (x + GELU_CUBIC * x * x * x)))
 
 
 def relu2(x: np.ndarray) -> np.ndarray:
