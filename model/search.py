@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import tokenizer
 from .inference import BeamCache, Decoder, KVCache, log_softmax
+from .words import ends_word, is_word_byte
 
 STOP_RULES = ("word", "phrase", "line", "none")
 PHRASE_END = frozenset(b".,;:!?")
 NEWLINE = ord("\n")
-
-
-def is_word_byte(byte: int) -> bool:
-    """Letters, digits, apostrophe-free ASCII word bytes and every non-ASCII byte."""
-    return byte >= 0x80 or chr(byte).isalnum() or byte == ord("_")
 
 
 @dataclass(frozen=True)
@@ -49,6 +45,15 @@ class SearchOptions:
             raise ValueError("need temperature >= 0, 0 < top_p <= 1, top_k >= 0")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError("time_budget_s must be positive")
+
+    @property
+    def beams(self) -> int:
+        """Beams a deterministic search keeps: ``beam_width``, and at least one per candidate."""
+        return max(self.beam_width, self.candidates)
+
+    def every_beam(self) -> SearchOptions:
+        """The same search returning a candidate per beam (for a reranker to choose among)."""
+        return replace(self, candidates=self.beams)
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ def _finish(beam: _Beam, token: int, stop: str) -> bytes | None:
     if beam.pending or stop == "none":
         return None
     if stop == "word":
-        if beam.has_word and not is_word_byte(token) and token != ord("'"):
+        if beam.has_word and ends_word(token):
             return beam.data
         return None
     if stop == "phrase":
@@ -115,7 +120,7 @@ def _finish(beam: _Beam, token: int, stop: str) -> bytes | None:
 
 def _first_word_done(beam: _Beam) -> bool:
     last = beam.data[-1]
-    return beam.has_word and not beam.pending and not is_word_byte(last) and last != ord("'")
+    return beam.has_word and not beam.pending and ends_word(last)
 
 
 def _whole_words(beam: _Beam) -> bytes:
@@ -123,7 +128,7 @@ def _whole_words(beam: _Beam) -> bytes:
     data = beam.data[: tokenizer.complete_prefix_length(beam.data)]
     if beam.pending == 0 and data and not is_word_byte(data[-1]):
         return data.rstrip()
-    cut = max((i for i, b in enumerate(data) if not is_word_byte(b) and b != ord("'")), default=0)
+    cut = max((i for i, b in enumerate(data) if ends_word(b)), default=0)
     return data[:cut].rstrip()
 
 
@@ -151,7 +156,7 @@ def search(
     if steps <= 0 or prefix.length == 0:
         return []
     sampling = options.temperature > 0
-    width = options.candidates if sampling else max(options.beam_width, options.candidates)
+    width = options.candidates if sampling else options.beams
     sampler = make_sampler(options.temperature, options.top_k, options.top_p, options.seed)
     cache = BeamCache(decoder.config, width, steps)
     beams = [_Beam(b"", 0.0, 0, False)]

@@ -31,6 +31,11 @@ def decode(tokens: np.ndarray | list[int] | bytes) -> str:
     return data[: complete_prefix_length(data)].decode("utf-8", "ignore")
 
 
+def count_chars(tokens: np.ndarray) -> int:
+    """Characters in UTF-8 bytes: the bytes that are not continuation bytes."""
+    return int(np.count_nonzero((np.asarray(tokens) & 0xC0) != 0x80))
+
+
 def complete_prefix_length(data: bytes) -> int:
     """Length of the longest prefix of ``data`` that does not end inside a UTF-8 sequence."""
     end = len(data)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ghostwrite.model import Completer, SearchOptions, files, load_model
 from ghostwrite.model.inference import log_softmax
-from ghostwrite.model.search import is_word_byte
+from ghostwrite.model.words import is_word_byte
 
 
 def test_bundled_model_loads_with_its_card():

@@ -6,7 +6,9 @@ context: windows overlap by half and each position is scored once), per characte
 Top-1 next-word accuracy: a word counts as predicted when greedy decoding from the text before
 it would write exactly that word and then end it. Greedy decoding feeds back its own argmax, so
 that is the same as: the argmax is right at every byte of the word, and at the byte after it
-the argmax is not a word character. One forward pass over the text gives both.
+the argmax is not a word byte. One forward pass over the text gives both. The words scored are
+the runs of word bytes (``model.words``): the figure counts "don't" as the two words either side
+of its apostrophe.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ghostwrite.model import tokenizer
 from ghostwrite.model.files import ModelFiles
 from ghostwrite.model.gpt import GPT, load_weights
-from ghostwrite.model.search import is_word_byte
+from ghostwrite.model.words import WORD_BYTES
 
-WORD_BYTE = np.array([is_word_byte(b) for b in range(256)])
+
+def bits_per_char(nats: float, chars: int) -> float:
+    """A text's total loss in nats as bits per character (NaN for no characters)."""
+    return nats / chars / math.log(2) if chars else math.nan
 
 
 @dataclass
@@ -35,7 +41,7 @@ class EvalResult:
 
     @property
     def bits_per_char(self) -> float:
-        return self.nats / self.chars / math.log(2) if self.chars else math.nan
+        return bits_per_char(self.nats, self.chars)
 
     @property
     def word_accuracy(self) -> float:
@@ -106,9 +112,8 @@ def evaluate_tokens(model: GPT, tokens: np.ndarray) -> EvalResult:
     if len(tokens) < 2:
         return EvalResult()
     nll, best = predictions(model, tokens)
-    is_char = (tokens[1:] & 0xC0) != 0x80
-    result = EvalResult(chars=int(is_char.sum()), nats=float(nll[1:].sum()))
-    word = WORD_BYTE[tokens]
+    result = EvalResult(chars=tokenizer.count_chars(tokens[1:]), nats=float(nll[1:].sum()))
+    word = WORD_BYTES[tokens]
     starts = np.flatnonzero(word & ~np.concatenate([[False], word[:-1]]))
     ends = np.flatnonzero(word & ~np.concatenate([word[1:], [False]])) + 1
     right = best == tokens
@@ -116,6 +121,6 @@ def evaluate_tokens(model: GPT, tokens: np.ndarray) -> EvalResult:
         if start == 0 or end >= len(tokens):
             continue  # no context before it, or nothing after it to end the word
         result.words += 1
-        if right[start:end].all() and not WORD_BYTE[best[end]]:
+        if right[start:end].all() and not WORD_BYTES[best[end]]:
             result.words_correct += 1
     return result
