@@ -48,17 +48,23 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ghostwrite.model.adaptive import AdaptiveModel
 from ghostwrite.model.backend import limit_numpy_blas_threads
-from ghostwrite.server.dictionary import WORD, WordStats, word_start
-from ghostwrite.server.engine import LoadedModel, Suggester, WordScoring
-from ghostwrite.server.options import ServerOptions
-from ghostwrite.server.ranking import Calibration, WordCandidates, fit_calibration, word_candidates
+from ghostwrite.model.words import APOSTROPHE, WORD, word_start
+from ghostwrite.server.dictionary import WordStats
+from ghostwrite.server.loaded_model import LoadedModel
+from ghostwrite.server.ranking import (
+    Calibration,
+    WordCandidates,
+    WordScoring,
+    fit_calibration,
+    word_candidates,
+)
+from ghostwrite.server.suggester import Suggester, SuggestOptions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLASSIC_WORKSPACE = (
@@ -75,7 +81,8 @@ TEXTS = {
     "18f": ("corpus/18f-before-you-ship.txt", MODERN_WORKSPACE),
 }
 FIT_TEXT = ("corpus/book-jekyll-and-hyde.txt", CLASSIC_WORKSPACE)
-FIRST_WORD = re.compile(r"\W*\w+(?:'\w+)*|\W+")
+# A suggestion's first word, with the punctuation and space before it.
+FIRST_WORD = re.compile(rf"\W*{WORD.pattern}|\W+")
 BLOCK_CHARS = 250
 RESAMPLES = 2000
 THRESHOLDS = np.round(np.arange(0.0, 0.701, 0.025), 3)
@@ -114,8 +121,8 @@ class Bigram:
             previous = WORD.findall(before[-100:])
             word = self.best("", previous[-1] if previous else None)
             return " " + word if word else None
-        if prefix and not prefix[0].isalnum():
-            return None
+        if prefix[:1] in ("_", APOSTROPHE):
+            return None  # the baseline guesses no word behind _italics_ markup or a quote
         words = WORD.findall(before[max(0, start - 100) : start])
         previous = words[-1] if words else None
         word = self.best(prefix, previous)
@@ -234,15 +241,10 @@ def record(
     for text in workspace:
         stats.add(text)
     ngram = Bigram(stats)
-    options = ServerOptions(dictionary=False)
-    search = replace(options, candidates=max(options.candidates, options.beam_width))
+    options = SuggestOptions(adaptive=adaptive)
     limit = WordScoring().dictionary_candidates
     suggester = Suggester(model)
-    if adaptive:
-        suggester.adaptive = AdaptiveModel()
-    word_probabilities = (
-        suggester.mixed_word_probabilities if adaptive else suggester.word_probabilities
-    )
+    word_probabilities = suggester.word_scorer(options)
     typed = ""
     block: list[int] = []
     ngram_shown: list[bool] = []
@@ -256,15 +258,14 @@ def record(
             before = document[:i]
             stats.replace(typed, len(typed), len(typed), before[len(typed) :], before)
             typed = before
-            if suggester.adaptive is not None:  # as the server does before each completion
-                suggester.adaptive.observe(before.encode(), suggester.completer.next_logits)
             char = len(block)
             block.append(span * (chars // BLOCK_CHARS + 1) + (i - start) // BLOCK_CHARS)
             guess = ngram.best_guess(before)
             ngram_shown.append(bool(guess))
             word = first_word(guess) if guess else ""
             ngram_match.append(len(word) if word and text.startswith(word, i) else 0)
-            found = [s for s in suggester.candidates(before, search) if s.text]
+            # The candidates the server's rescoring starts from.
+            found = [s for s in suggester.model_candidates(before, options, True) if s.text]
             beam_p = {s.text: s.probability for s in found}
             candidates = word_candidates(before, list(beam_p), stats, word_probabilities, limit)
             features = ranker_features(before, candidates, set(beam_p))
@@ -575,7 +576,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     scoring = WordScoring()
     calibration = scoring.calibration
-    confidence = ServerOptions.confidence
+    confidence = SuggestOptions.confidence
     loglinear = None
     if args.fit:
         if args.fit_record and args.fit_record.exists():

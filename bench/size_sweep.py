@@ -39,8 +39,9 @@ from keystrokes import (
 from server_latency import replay
 
 from ghostwrite.model import load_model
-from ghostwrite.server.engine import LoadedModel, WordScoring
-from ghostwrite.server.options import ServerOptions
+from ghostwrite.server.loaded_model import LoadedModel
+from ghostwrite.server.ranking import WordScoring
+from ghostwrite.server.suggester import SuggestOptions
 
 BOOKS = sorted(DATA.glob("gutenberg-*.txt"))
 EVAL = TEXTS["time-machine"][0]
@@ -78,7 +79,7 @@ def score(name: str, model_dir: Path, chars: int, latency_chars: int) -> dict[st
     typed = record(model, text, workspace, [start], chars)
     scoring = WordScoring()
     ranking = product_ranking(typed, scoring, scoring.calibration)
-    shown = shown_match(typed, *ranking, ServerOptions.confidence)
+    shown = shown_match(typed, *ranking, SuggestOptions.confidence)
     rng = np.random.default_rng(0)
     savings = figures(type_it(typed.block, *shown), rng).savings
     bigram = figures(type_it(typed.block, typed.ngram_shown, typed.ngram_match), rng).savings

@@ -9,9 +9,12 @@ from dataclasses import dataclass, replace
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from ghostwrite.model.words import word_start
+
 from .documents import Document
-from .engine import Engine, Job, Suggestion, is_word_char
+from .engine import Engine, Job
 from .options import ServerOptions
+from .ranking import Suggestion
 from .sync import DocumentSync
 
 # Popup completion is requested as the user types these (Neovim's autotrigger needs them).
@@ -58,7 +61,7 @@ async def suggest(
             return None
     before = document.text[:offset]
     after = document.text[offset : document.line_end(document.line_of(offset))]
-    future = engine.submit(job, before, after, options)
+    future = engine.submit(job, before, after, options.suggest_options())
     try:
         suggestions = await asyncio.wrap_future(future)
     except asyncio.CancelledError:
@@ -87,10 +90,9 @@ def popup_items(found: Found | None) -> types.CompletionList:
     if found is None:
         return types.CompletionList(is_incomplete=True, items=[])
     document, offset, encoding = found.document, found.offset, found.encoding
-    line_start = int(document.starts[document.line_of(offset)])
-    start = offset
-    while start > line_start and is_word_char(document.text[start - 1]):
-        start -= 1
+    # The word the dictionary completes, so each item's text is that whole word (a word never
+    # runs over a line break).
+    start = word_start(document.text, offset)
     typed = document.text[start:offset]
     span = types.Range(
         document.position_at(start, encoding), document.position_at(offset, encoding)

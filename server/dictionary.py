@@ -8,7 +8,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-import re
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -17,36 +16,23 @@ from operator import itemgetter
 from pathlib import Path
 
 from ghostwrite.model.files import open_regular
+from ghostwrite.model.words import WORD, is_word_char, word_end, word_start
 from ghostwrite.training import corpus, walk
 
-WORD = re.compile(r"\w+(?:'\w+)*")
 FOLLOWERS_SCANNED = 256
-
-
-def word_start(text: str, i: int) -> int:
-    while i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_'"):
-        i -= 1
-    return i
-
-
-def _word_end(text: str, i: int) -> int:
-    n = len(text)
-    while i < n and (text[i].isalnum() or text[i] in "_'"):
-        i += 1
-    return i
 
 
 def region(text: str, a: int, b: int) -> tuple[int, int]:
     """[a, b) widened to whole words plus one more word on each side (for the pairs)."""
     a = word_start(text, a)
-    b = _word_end(text, b)
+    b = word_end(text, b)
     left = a
-    while left > 0 and not (text[left - 1].isalnum() or text[left - 1] == "_"):
+    while left > 0 and not is_word_char(text[left - 1]):
         left -= 1
     right = b
-    while right < len(text) and not (text[right].isalnum() or text[right] == "_"):
+    while right < len(text) and not is_word_char(text[right]):
         right += 1
-    return word_start(text, left), _word_end(text, right)
+    return word_start(text, left), word_end(text, right)
 
 
 class WordStats:

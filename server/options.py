@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ghostwrite.model.search import SearchOptions
+from ghostwrite.model.search import STOP_RULES
+
+from .suggester import SEARCH_DEFAULTS, SuggestOptions
 
 SECTION = "ghostwrite"
-SEARCH_DEFAULTS = SearchOptions()
-SERVER_STOP_RULES = ("word", "phrase", "line")
-# A keystroke's answer should come within 30 ms: past 20 ms of search a multi-word suggestion
-# ends at its last whole word (bench/server_latency.py measures the round trip).
-SEARCH_TIME_BUDGET_S = 0.02
+DEFAULTS = SuggestOptions()
+# Every stop rule but ``none``, which ends a suggestion wherever ``max_chars`` falls, mid-word.
+SERVER_STOP_RULES = tuple(rule for rule in STOP_RULES if rule != "none")
 
 
 def option(default: Any, help: str, **limits: Any) -> Any:
@@ -49,9 +49,7 @@ class ServerOptions:
         maximum=10,
     )
     confidence: float = option(
-        # The most precise threshold that still saves 1.5x the keystrokes of a word n-gram at
-        # 1.5x its precision, on text outside the benchmark's (bench/README.md, the curve).
-        0.125,
+        DEFAULTS.confidence,
         "Show a suggestion only when it is at least this likely to be right (0 to 1). Word "
         "suggestions with the dictionary are calibrated: at 0.4, about 40% of those shown are "
         "the next word. Other suggestions use the model's probability of the whole text.",
@@ -71,12 +69,12 @@ class ServerOptions:
         maximum=16,
     )
     dictionary: bool = option(
-        True,
+        DEFAULTS.dictionary,
         "Rescore suggestions with the words already in your open documents "
         "(like a phone keyboard's personal dictionary).",
     )
     adaptive: bool = option(
-        False,
+        DEFAULTS.adaptive,
         "Score word suggestions with the model mixed with a character model of the document "
         "that learns as you type (your names and phrases; more keystrokes saved, slower).",
     )
@@ -94,15 +92,17 @@ class ServerOptions:
         maximum=2000,
     )
 
-    def search_options(self) -> SearchOptions:
-        return SearchOptions(
+    def suggest_options(self) -> SuggestOptions:
+        """What these settings ask of the suggester: the one place they map onto it."""
+        search = replace(
+            SEARCH_DEFAULTS,
             max_chars=self.max_chars,
             stop=self.stop,
             candidates=self.candidates,
-            beam_width=max(self.beam_width, self.candidates),
+            beam_width=self.beam_width,
             temperature=self.temperature,
-            time_budget_s=SEARCH_TIME_BUDGET_S,
         )
+        return SuggestOptions(search, self.confidence, self.dictionary, self.adaptive)
 
     def enabled_for(self, language_id: str, path: str) -> bool:
         """Whether documents of this language at this path get suggestions."""

@@ -14,7 +14,8 @@ from lsprotocol import types
 
 from ghostwrite.model import files
 
-from .engine import Engine, LoadedModel, model_signature
+from .engine import Engine
+from .loaded_model import LoadedModel, model_signature
 
 log = logging.getLogger(__name__)
 

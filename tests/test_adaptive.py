@@ -89,12 +89,12 @@ def test_batched_distributions_equal_one_at_a_time():
 def test_mixed_word_probabilities_are_the_models_while_the_mixer_trusts_only_it(
     scripted_model_dir,
 ):
-    from ghostwrite.server.engine import LoadedModel, Suggester
-    from ghostwrite.server.options import ServerOptions
+    from ghostwrite.server.loaded_model import LoadedModel
+    from ghostwrite.server.suggester import Suggester, SuggestOptions
     from tests.helpers.scripted import LAZY_TEXT
 
     suggester = Suggester(LoadedModel.load(scripted_model_dir))
-    options = ServerOptions(adaptive=True)
+    options = SuggestOptions(adaptive=True)
     suggester.candidates(LAZY_TEXT, options, WordStats())
     texts = ["zy", "z", "zzz q", "nope"]
     # The mixer starts with all its weight on the model: the mixture is the model (up to the
@@ -105,11 +105,11 @@ def test_mixed_word_probabilities_are_the_models_while_the_mixer_trusts_only_it(
 
 
 def test_the_document_model_follows_typing_and_restarts_after_an_edit(scripted_model_dir):
-    from ghostwrite.server.engine import LoadedModel, Suggester
-    from ghostwrite.server.options import ServerOptions
+    from ghostwrite.server.loaded_model import LoadedModel
+    from ghostwrite.server.suggester import Suggester, SuggestOptions
 
     suggester = Suggester(LoadedModel.load(scripted_model_dir))
-    options = ServerOptions(adaptive=True)
+    options = SuggestOptions(adaptive=True)
     text = "Zanzibar and Zanzibar and Zanz"
     stats = WordStats()
     suggester.candidates(text[:-1], options, stats)

@@ -1,5 +1,6 @@
 """The personal dictionary: workspace indexing (training's walking rules, bounds, no escaping
-symlinks), merging counts in and out, word rescoring, and the completer's prefilled next window."""
+symlinks), merging counts in and out, word rescoring, the completer's prefilled next window, and
+the popup replacing the same prefix the dictionary completes."""
 
 from __future__ import annotations
 
@@ -9,15 +10,11 @@ import pytest
 from ghostwrite.model import Completer, load_model
 from ghostwrite.model.inference import Decoder, log_softmax
 from ghostwrite.model.tokenizer import encode
+from ghostwrite.model.words import WORD_END_BYTES
 from ghostwrite.server.dictionary import WordStats, WorkspaceLimits, index_workspace
-from ghostwrite.server.engine import (
-    WORD_END_BYTES,
-    LoadedModel,
-    Suggester,
-    Suggestion,
-    WordScoring,
-    rescore_with_dictionary,
-)
+from ghostwrite.server.loaded_model import LoadedModel
+from ghostwrite.server.ranking import Suggestion, WordScoring, rescore_with_dictionary
+from ghostwrite.server.suggester import Suggester
 
 
 def test_workspace_index_walks_like_training_and_stays_inside(tmp_path):
@@ -173,3 +170,19 @@ def test_sliding_window_is_prefilled_ahead(tiny_model_dir, room):
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     # A typed character costs the new token plus a few of the next window, never a re-prefill.
     assert most <= 8
+
+
+@pytest.mark.parametrize(
+    "line", ["I don'", "l'amour", "naïve", "x_1", "say 'hel", "top_", "end. ", "tab\tna"]
+)
+def test_the_popup_replaces_the_prefix_the_dictionary_completes(line):
+    from ghostwrite.server.completion import Found, popup_items
+    from ghostwrite.server.documents import Document
+    from ghostwrite.server.ranking import WordContext
+
+    text = "first line\n" + line
+    found = Found(Document("u", text, 0), len(text), [Suggestion("x", 0.5)], "utf-16")
+    [item] = popup_items(found).items
+    prefix = WordContext.at(text, WordStats()).prefix
+    assert item.text_edit.new_text == prefix + "x"
+    assert item.text_edit.range.start.character == len(line) - len(prefix)

@@ -20,8 +20,9 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from ghostwrite.model import files, load_model
 from ghostwrite.server.documents import UTF8, UTF16, UTF32, Document, code_units
-from ghostwrite.server.engine import LoadedModel, Suggester
+from ghostwrite.server.loaded_model import LoadedModel
 from ghostwrite.server.options import ServerOptions
+from ghostwrite.server.suggester import Suggester
 from tests.helpers.scripted import LAZY_TEXT, save_scripted_model, scripted_weights
 
 TEXT = LAZY_TEXT  # the scripted model suggests "zy" here
@@ -84,7 +85,8 @@ async def popup(client: LanguageClient, line: int, character: int, uri: str = UR
 def expected(model_dir: Path, before: str, after: str = "", **options: object) -> list[str]:
     """What the server should suggest: the same pipeline, in process."""
     suggester = Suggester(LoadedModel.load(model_dir))
-    return [s.text for s in suggester.suggest(before, after, ServerOptions(**options))]
+    found = suggester.suggest(before, after, ServerOptions(**options).suggest_options())
+    return [s.text for s in found]
 
 
 def status(client: LanguageClient):
@@ -329,7 +331,7 @@ def test_generation_stops_when_cancelled_mid_search(scripted_model_dir):
         calls.append(1)
         return True
 
-    options = ServerOptions(stop="line", max_chars=32, confidence=0.0)
+    options = ServerOptions(stop="line", max_chars=32, confidence=0.0).suggest_options()
     stopped = suggester.suggest(TEXT, "", options, should_stop=should_stop)
     assert len(calls) == 1  # stopped after the first step
     assert stopped == []  # one byte, "z", finishes no line

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from ghostwrite.server.dictionary import WordStats
-from ghostwrite.server.engine import Suggestion, WordScoring, rescore_with_dictionary
 from ghostwrite.server.ranking import (
     Calibration,
+    Suggestion,
     WordContext,
+    WordScoring,
     fit_calibration,
     product,
+    rescore_with_dictionary,
     word_candidates,
 )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ghostwrite.model.words import WORD
 from ghostwrite.server.client import (
     RawClient,
     alive,
@@ -28,7 +29,6 @@ from ghostwrite.server.client import (
     wait_for,
     without_root_powers,
 )
-from ghostwrite.server.dictionary import WORD
 from ghostwrite.server.engine import CACHED_DOCUMENTS
 from ghostwrite.server.faults import (
     INVALID_NOTIFICATIONS,
