@@ -65,20 +65,15 @@ from mlx.utils import tree_map
 
 from ghostwrite.model.config import GPTConfig
 from ghostwrite.model.gpt import GPT, cross_entropy
-from ghostwrite.training.config import OPTIMIZERS
+from ghostwrite.training.config import OPTIMIZERS, TrainConfig
 from ghostwrite.training.evaluate import predictions, scoring_windows
+from ghostwrite.training.optimizers import is_hidden_matrix
 from ghostwrite.training.progress import Reporter
+from ghostwrite.training.schedule import BudgetClock, learning_rate_at
+from ghostwrite.training.signals import StopFlag
+from ghostwrite.training.step import step_seed, windows
 from ghostwrite.training.tokens import TokenData
-from ghostwrite.training.train import (
-    BudgetClock,
-    Run,
-    StopFlag,
-    TrainConfig,
-    is_hidden_matrix,
-    learning_rate_at,
-    step_seed,
-    windows,
-)
+from ghostwrite.training.train import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -330,7 +325,7 @@ def torch_loop(
     cfg: GPTConfig = PRESETS["article"].with_changes(dropout=args.dropout)
     model = TorchGPT(cfg)
     named = list(model.named_parameters())
-    # ghostwrite's grouping (training/train.py, make_optimizer): Muon for the blocks' matrices.
+    # ghostwrite's grouping (training/optimizers.py, make_optimizer): Muon for the blocks' matrices.
     hidden = [p for n, p in named if args.optimizer == "muon" and is_hidden_matrix(n, p)]
     rest = [(n, p) for n, p in named if not any(p is h for h in hidden)]
     adamw = torch.optim.AdamW(

@@ -24,8 +24,10 @@ import json, sys
 from pathlib import Path
 from safetensors.numpy import save_file
 from ghostwrite.model.gpt import weights_to_numpy
+from ghostwrite.training.config import TrainConfig
 from ghostwrite.training.progress import Reporter
-from ghostwrite.training.train import Run, StopFlag, TrainConfig
+from ghostwrite.training.signals import StopFlag
+from ghostwrite.training.train import Run
 
 settings = json.loads(sys.argv[1])
 cfg = TrainConfig(**settings)
@@ -145,8 +147,10 @@ def test_launch_runs_the_train_command(tmp_path: Path, ring_backend: None) -> No
 def test_two_ranks_train_like_two_streams(tmp_path: Path, ring_backend: None) -> None:
     """The same global batch, dropout included, whether split over processes or streams."""
     from ghostwrite.model.gpt import weights_to_numpy
+    from ghostwrite.training.config import TrainConfig
     from ghostwrite.training.progress import Reporter
-    from ghostwrite.training.train import Run, StopFlag, TrainConfig
+    from ghostwrite.training.signals import StopFlag
+    from ghostwrite.training.train import Run
 
     settings = tiny_settings(tmp_path, max_steps=6)
     script = tmp_path / "rank.py"

@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 
 from ghostwrite.model import PRESETS, load_model
+from ghostwrite.training.config import TrainConfig
 from ghostwrite.training.corpus import scan
+from ghostwrite.training.errors import TrainingError
 from ghostwrite.training.harness import PROSE, TINY, make_corpus, run_cli
-from ghostwrite.training.train import (
+from ghostwrite.training.optimizers import make_optimizer
+from ghostwrite.training.schedule import (
     ESTIMATE_AFTER_STEPS,
     REESTIMATE_EVERY,
     BudgetClock,
-    TrainConfig,
-    TrainingError,
     learning_rate_at,
-    make_optimizer,
-    train,
 )
+from ghostwrite.training.train import train
 from tests.helpers.training import metrics, tiny_config
 
 PROGRESS_KEYS = {

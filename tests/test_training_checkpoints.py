@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ghostwrite.model import load_model
 from ghostwrite.training.checkpoint import load_checkpoint, split_prefix
+from ghostwrite.training.errors import TrainingError
 from ghostwrite.training.harness import TINY, make_corpus, read_until, run_cli, start
-from tests.helpers.training import metrics
+from ghostwrite.training.train import train
+from tests.helpers.training import metrics, tiny_config
 
 
 def finish(process: subprocess.Popen[str], events: list[dict]) -> tuple[int, list[dict], str]:
@@ -99,3 +102,23 @@ def test_kill_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> None
     done = run_cli(*common, "--resume")
     assert done.returncode == 0, done.stderr
     assert load_model(out).card["steps"] == 60
+
+
+def test_resume_keeps_the_architecture_of_the_run_it_continues(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "notes")
+    gpt2 = {"position": "learned", "qk_norm": False, "activation": "gelu"}
+    train(tiny_config(tmp_path, corpus, architecture=gpt2, max_steps=4))
+
+    # Resumed with today's defaults for new models, which differ from the checkpoint's.
+    train(tiny_config(tmp_path, corpus, max_steps=8, resume=True))
+    model = load_model(tmp_path / "model")
+    assert model.card["steps"] == 8
+    assert (model.config.position, model.config.qk_norm, model.config.activation) == (
+        "learned",
+        False,
+        "gelu",
+    )
+
+    # The size still comes from the settings, and a different one is another run.
+    with pytest.raises(TrainingError, match="model changed"):
+        train(tiny_config(tmp_path, corpus, max_steps=12, n_emb=64, resume=True))

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from ghostwrite.model.gpt import weights_to_numpy
+from ghostwrite.training.errors import TrainingError
 from ghostwrite.training.harness import TINY, make_corpus, run_cli
 from ghostwrite.training.progress import Reporter
-from ghostwrite.training.train import Run, StopFlag, TrainingError
+from ghostwrite.training.signals import StopFlag
+from ghostwrite.training.train import Run
 from tests.helpers.training import tiny_config
 
 STEPS = 8
@@ -25,8 +27,10 @@ import json, sys
 import numpy as np
 import pytest
 from ghostwrite.model.gpt import weights_to_numpy
+from ghostwrite.training.config import TrainConfig
 from ghostwrite.training.progress import Reporter
-from ghostwrite.training.train import Run, StopFlag, TrainConfig
+from ghostwrite.training.signals import StopFlag
+from ghostwrite.training.train import Run
 
 settings = json.loads(sys.argv[1])
 out = {}

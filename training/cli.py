@@ -192,7 +192,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     with interrupts_deferred():
         setup_mlx("train")
-        from .train import Interrupted, TrainingError, train
+        from .errors import TrainingError
+        from .signals import Interrupted
+        from .train import train
 
     try:
         train(cfg)

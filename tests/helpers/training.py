@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ghostwrite.training.train import TrainConfig
+from ghostwrite.training.config import TrainConfig
 
 
 def tiny_config(tmp_path: Path, corpus: Path, **changes: object) -> TrainConfig:
