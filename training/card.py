@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 from pathlib import Path
@@ -11,15 +10,18 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from ghostwrite.model import tokenizer
+
 from .config import TrainConfig
 from .corpus import Corpus
+from .evaluate import bits_per_char
 from .tokens import TokenData
 
 
-def bits_per_char(nats_per_byte: float, data: np.ndarray) -> float:
-    """Convert a per-byte loss to bits per character (UTF-8 continuation bytes are no chars)."""
-    chars = int(np.count_nonzero((np.asarray(data) & 0xC0) != 0x80))
-    return nats_per_byte * len(data) / max(1, chars) / math.log(2)
+def val_bits_per_char(nats_per_byte: float, data: np.ndarray) -> float:
+    """A per-byte loss over ``data`` as bits per character (UTF-8 continuation bytes are no
+    characters)."""
+    return bits_per_char(nats_per_byte * len(data), tokenizer.count_chars(data))
 
 
 def machine_description(world: int) -> str:
@@ -55,7 +57,7 @@ def model_card(
         "tokens_seen": tokens_seen,
         "train_loss": round(train_loss, 4),
         "val_loss": round(val_loss, 4),
-        "bits_per_char": round(bits_per_char(val_loss, data.val), 4),
+        "bits_per_char": round(val_bits_per_char(val_loss, data.val), 4),
         "batch_size": cfg.batch_size,
         "learning_rate": learning_rate,
         "seed": cfg.seed,

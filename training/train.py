@@ -34,7 +34,7 @@ from ghostwrite.model.completer import Completer
 from ghostwrite.model.gpt import load_weights, weights_to_numpy
 from ghostwrite.model.search import SearchOptions
 
-from .card import bits_per_char, model_card
+from .card import model_card, val_bits_per_char
 from .checkpoint import save_checkpoint, with_prefix
 from .config import TrainConfig
 from .errors import TrainingError
@@ -250,7 +250,7 @@ class Run(RunSetup):
         weights = self.best if self.best is not None else weights_to_numpy(self.model)
         load_weights(self.model, weights)  # report the train loss of the weights saved
         train_loss = self._mean_loss(self.data.train, self.train_len)
-        bpc = bits_per_char(best_val, self.data.val)
+        bpc = val_bits_per_char(best_val, self.data.val)
         card = model_card(
             self.cfg,
             self.corpus,
