@@ -13,7 +13,14 @@ def test_bundled_model_loads_with_its_card():
     model = load_model(files.bundled_model_dir())
     card = model.card
     assert {book["role"] for book in card["trained_on"]} == {"training", "validation"}
-    assert all(book["source"].startswith("github.com/GITenberg/") for book in card["trained_on"])
+    # Every source is named with where it came from and its licence, and what was held out is
+    # the set the card's corpus summary names.
+    assert all(book["source"].startswith("github.com/") for book in card["trained_on"])
+    assert all(book["licence"] and book["licence"] != "unknown" for book in card["trained_on"])
+    held_out = {book["file"] for book in card["trained_on"] if book["role"] == "validation"}
+    assert held_out == set(card["corpus"]["val_file_names"])
+    licences = " ".join(book["licence"] for book in card["trained_on"])
+    assert "CC-BY" not in licences or any("CC-BY-4.0" in a for a in card["attribution"])
     assert card["training_stages"][-1]["val_loss"] == card["val_loss"]
     assert model.config.vocab_size == 256
 
