@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,20 @@ def training_stages(model_dir: Path) -> list[dict[str, object]]:
 
 # The licence of the six shared books (their SOURCES.tsv has no licence column).
 GUTENBERG_LICENCE = "public domain (US); Project Gutenberg edition with its licence text"
-# What the corpus README asks of anyone using Open Source Guides (CC-BY-4.0).
-ATTRIBUTIONS = {
-    "opensource-guide.txt": "Content based on github.com/github/opensource.guide used under the "
-    "CC-BY-4.0 license."
-}
+# A corpus README states each attribution its licences ask for as a quoted sentence after
+# "CC-BY-4.0:"; it is read from there, never copied here.
+ATTRIBUTION = re.compile(r'CC-BY-4\.0: "([^"]+)"')
+
+
+def read_attributions(folders: set[Path]) -> list[str]:
+    """The attribution sentences the README.md files of the given folders ask for."""
+    found: list[str] = []
+    for folder in sorted(folders):
+        readme = folder / "README.md"
+        if readme.is_file():
+            text = " ".join(readme.read_text(encoding="utf-8").split())
+            found += [m for m in ATTRIBUTION.findall(text) if m not in found]
+    return found
 
 
 def read_sources(folders: set[Path]) -> dict[str, dict[str, str]]:
@@ -95,9 +105,7 @@ def main() -> None:
 
     card = dict(trained.card)
     card["trained_on"] = trained_on
-    card["attribution"] = [
-        text for name, text in ATTRIBUTIONS.items() if any(e["file"] == name for e in trained_on)
-    ]
+    card["attribution"] = read_attributions({f.path.parent for f in corpus.files})
     card["training_stages"] = training_stages(args.trained)
     card["bundled"] = "float16 weights; " + (trained.card.get("command") or "")
     files.save_model(args.out, trained.config, trained.weights, card, dtype=np.float16)

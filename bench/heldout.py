@@ -1,13 +1,14 @@
 """Held-out loss of models side by side, on classic and modern writing none of them trained on.
 
-    python bench/heldout.py --models bundled runs/bundled-4
+    python bench/heldout.py --models OLD model/bundled
 
 Text sets (each character predicted once, from up to a full context of the text before it: the
-measure ``ghostwrite eval`` reports):
-- classic: *The Time Machine* + *Alice's Adventures in Wonderland* (the bundled model's held-out
-  books, with their Project Gutenberg header and licence, as the shared files have them);
-- held-out book: *The Strange Case of Dr Jekyll and Mr Hyde* (from the corpus);
-- modern, held out: 18F's "Before you ship" guide (from the corpus);
+measure ``ghostwrite eval`` reports). The held-out files are the ones the last model's card
+names (``--hold-out`` at training), read from ``../shared/data``, grouped by kind:
+- classic: the held-out shared Project Gutenberg books (``gutenberg-*``, with their header and
+  licence, as the shared files have them);
+- held-out book: the corpus's held-out books (``book-*``);
+- modern, held out: the corpus's other held-out files (guides, PEPs);
 - modern, outside the corpus: the long descriptions (markdown or reStructuredText, prose mixed
   with code) in the ``*.dist-info/METADATA`` files of the packages installed beside ghostwrite.
 """
@@ -31,20 +32,27 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MIN_DESCRIPTION_CHARS = 1000  # shorter ones are mostly a title and a link
 
 
-def book_sets() -> dict[str, list[str]]:
-    corpus = DATA / "corpus"
-    return {
-        "classic (Time Machine + Alice)": [
-            normalise((DATA / name).read_bytes())[0]
-            for name in ("gutenberg-the-time-machine.txt", "gutenberg-alice-in-wonderland.txt")
-        ],
-        "held-out book (Jekyll and Hyde)": [
-            normalise((corpus / "book-jekyll-and-hyde.txt").read_bytes())[0]
-        ],
-        "modern, held out (18F Before you ship)": [
-            normalise((corpus / "18f-before-you-ship.txt").read_bytes())[0]
-        ],
+def held_out_sets(names: list[str]) -> dict[str, list[str]]:
+    """The held-out files, found under ``DATA`` by name, read and grouped by kind."""
+    found = {path.name: path for path in sorted(DATA.rglob("*.txt"))}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise SystemExit(f"held-out files not found under {DATA}: {', '.join(missing)}")
+    groups: dict[str, list[str]] = {
+        "classic (held-out Gutenberg books)": [],
+        "held-out book (corpus)": [],
+        "modern, held out (corpus)": [],
     }
+    for name in sorted(names):
+        kind = (
+            "classic (held-out Gutenberg books)"
+            if name.startswith("gutenberg-")
+            else "held-out book (corpus)"
+            if name.startswith("book-")
+            else "modern, held out (corpus)"
+        )
+        groups[kind].append(normalise(found[name].read_bytes())[0])
+    return {label: texts for label, texts in groups.items() if texts}
 
 
 def package_descriptions() -> list[str]:
@@ -75,14 +83,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["bundled"], help="dirs or bundled/personal")
     args = parser.parse_args()
-    sets = book_sets()
+    loaded = [files.load_model(files.resolve_model_dir(name)) for name in args.models]
+    names = next(
+        (m.card["corpus"]["val_file_names"] for m in reversed(loaded)
+         if m.card.get("corpus", {}).get("val_file_names")),
+        None,
+    )  # fmt: skip
+    if names is None:
+        raise SystemExit("no model's card names its held-out files (train with --hold-out)")
+    sets = held_out_sets(names)
     descriptions = package_descriptions()
     sets[f"modern, outside the corpus ({len(descriptions)} package descriptions)"] = descriptions
-    loaded = [files.load_model(files.resolve_model_dir(name)) for name in args.models]
-    names = [f"{name} ({sum(w.size for w in m.weights.values()) / 1e6:.2f}M)" for name, m in
+    labels = [f"{name} ({sum(w.size for w in m.weights.values()) / 1e6:.2f}M)" for name, m in
              zip(args.models, loaded, strict=True)]  # fmt: skip
-    print("| text | characters | " + " | ".join(names) + " |")
-    print("|---|---|" + "---|" * len(names))
+    print("| text | characters | " + " | ".join(labels) + " |")
+    print("|---|---|" + "---|" * len(labels))
     for label, texts in sets.items():
         results = [evaluate(load_mlx_model(m), texts) for m in loaded]
         cells = [f"{r.bits_per_char:.3f} bits ({r.bits_per_char * math.log(2):.3f} nats)" for r in
