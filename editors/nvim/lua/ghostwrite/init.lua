@@ -139,27 +139,18 @@ local function mode()
   return M.options.mode
 end
 
+--- Starts (`attached`) or stops the buffer's suggestions in the current mode.
 ---@param client vim.lsp.Client
 ---@param bufnr integer
-local function on_attach(client, bufnr)
+---@param attached boolean
+local function set_attached(client, bufnr, attached)
   local current = mode()
   if current == 'popup' then
-    popup(client, bufnr, enabled)
+    popup(client, bufnr, attached and enabled)
   elseif current == 'builtin' then
-    builtin(bufnr, enabled)
-  else
+    builtin(bufnr, attached and enabled)
+  elseif attached then
     ghost.attach(client, bufnr)
-  end
-end
-
----@param client vim.lsp.Client
----@param bufnr integer
-local function on_detach(client, bufnr)
-  local current = mode()
-  if current == 'popup' then
-    popup(client, bufnr, false)
-  elseif current == 'builtin' then
-    vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
   else
     ghost.detach(bufnr)
   end
@@ -417,24 +408,17 @@ function M.setup(opts)
   vim.api.nvim_set_hl(0, ghost.highlight, { link = 'Comment', default = true })
 
   local group = vim.api.nvim_create_augroup(NAME, { clear = true })
-  vim.api.nvim_create_autocmd('LspAttach', {
-    group = group,
-    callback = function(args)
-      local client = vim.lsp.get_client_by_id(args.data.client_id)
-      if client and client.name == NAME then
-        on_attach(client, args.buf)
-      end
-    end,
-  })
-  vim.api.nvim_create_autocmd('LspDetach', {
-    group = group,
-    callback = function(args)
-      local client = vim.lsp.get_client_by_id(args.data.client_id)
-      if client and client.name == NAME then
-        on_detach(client, args.buf)
-      end
-    end,
-  })
+  for event, attached in pairs({ LspAttach = true, LspDetach = false }) do
+    vim.api.nvim_create_autocmd(event, {
+      group = group,
+      callback = function(args)
+        local client = vim.lsp.get_client_by_id(args.data.client_id)
+        if client and client.name == NAME then
+          set_attached(client, args.buf, attached)
+        end
+      end,
+    })
+  end
   vim.api.nvim_create_autocmd('LspProgress', {
     group = group,
     callback = function(args)
