@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -54,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostwrite.model.backend import limit_numpy_blas_threads
-from ghostwrite.model.words import APOSTROPHE, WORD, word_start
+from ghostwrite.model.words import APOSTROPHE, WORD, first_word, word_start
 from ghostwrite.server.dictionary import WordStats
 from ghostwrite.server.loaded_model import LoadedModel
 from ghostwrite.server.ranking import (
@@ -81,8 +80,6 @@ TEXTS = {
     "18f": ("corpus/18f-before-you-ship.txt", MODERN_WORKSPACE),
 }
 FIT_TEXT = ("corpus/book-jekyll-and-hyde.txt", CLASSIC_WORKSPACE)
-# A suggestion's first word, with the punctuation and space before it.
-FIRST_WORD = re.compile(rf"\W*{WORD.pattern}|\W+")
 BLOCK_CHARS = 250
 RESAMPLES = 2000
 THRESHOLDS = np.round(np.arange(0.0, 0.701, 0.025), 3)
@@ -90,11 +87,6 @@ THRESHOLDS = np.round(np.arange(0.0, 0.701, 0.025), 3)
 
 def load_text(path: Path) -> str:
     return path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
-
-
-def first_word(suggestion: str) -> str:
-    chunk = FIRST_WORD.match(suggestion)
-    return chunk.group(0) if chunk else suggestion
 
 
 class Bigram:

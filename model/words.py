@@ -27,6 +27,14 @@ APOSTROPHE_BYTE = ord(APOSTROPHE)
 
 # Whole words in a text: word characters, joined by single apostrophes inside a word.
 WORD = re.compile(r"\w+(?:'\w+)*")
+# A suggestion's first word, with the punctuation and space before it: what one keystroke
+# accepts (the keystroke benchmark's typist and the learner's check both take this much).
+FIRST_WORD = re.compile(rf"\W*{WORD.pattern}|\W+")
+
+
+def first_word(suggestion: str) -> str:
+    chunk = FIRST_WORD.match(suggestion)
+    return chunk.group(0) if chunk else suggestion
 
 
 def is_word_char(ch: str) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ghostwrite.model.search import STOP_RULES
+from ghostwrite.training.config import LEARN_STEPS
 
 from .suggester import SEARCH_DEFAULTS, SuggestOptions
 
@@ -77,6 +78,21 @@ class ServerOptions:
         DEFAULTS.adaptive,
         "Score word suggestions with the model mixed with a character model of the document "
         "that learns as you type (your names and phrases; more keystrokes saved, slower).",
+    )
+    learn: bool = option(
+        False,
+        "Learn from your writing: when you stop typing for `learnIdleSeconds` after an edit, "
+        "fine-tune your personal model on the workspace folders in a background process, and "
+        "serve the result only if it predicts your newest files better (see Privacy).",
+    )
+    learn_idle_seconds: int = option(
+        120, "Seconds without an edit before a learning round starts.", minimum=1, maximum=86400
+    )
+    learn_steps: int = option(
+        LEARN_STEPS,
+        "Fine-tuning steps in one learning round (more learns more and costs more CPU).",
+        minimum=1,
+        maximum=100000,
     )
     languages: tuple[str, ...] = option(
         ("*",), 'Language ids to complete in (`*` for all), e.g. `["markdown", "plaintext"]`.'

@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help=f"with --tcp: seconds a client has to send initialize ({HANDSHAKE_TIMEOUT_S:g})",
     )
+    serve.add_argument(
+        "--learn",
+        action="store_true",
+        help="learn from your writing (the ghostwrite.learn setting, on whatever the editor says)",
+    )
     serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="stderr log level")
     serve.add_argument(
         "--print-options-markdown",
@@ -88,7 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import create_server
     from .session import run_stdio, run_tcp
 
-    server = create_server(args.model)
+    server = create_server(args.model, learn=args.learn)
     interactive = sys.stdin.isatty() if args.tcp is None else sys.stderr.isatty()
     model = _describe_model(server.model_dir())
     if args.tcp is not None:

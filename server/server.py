@@ -1,10 +1,11 @@
 """The ghostwrite language server: a pygls ``LanguageServer`` that owns the parts (engine,
-documents, settings, served model, train command) and registers the LSP methods each answers."""
+documents, settings, served model, train command, learner) and registers the LSP methods."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ghostwrite.model import files
 
 from . import completion, settings
 from .engine import Engine
+from .learning import Learner
 from .protocol import GhostwriteProtocol
 from .settings import Settings
 from .sync import DocumentSync
@@ -32,7 +34,7 @@ class GhostwriteServer(LanguageServer):
 
     protocol: GhostwriteProtocol
 
-    def __init__(self, model: str | None = None) -> None:
+    def __init__(self, model: str | None = None, learn: bool = False) -> None:
         super().__init__(
             "ghostwrite",
             files.version(),
@@ -47,6 +49,16 @@ class GhostwriteServer(LanguageServer):
         self.training = Training(
             self.workspace_paths, self.work_done_progress, self.client_shows_progress, self.show
         )
+        self.learner = Learner(
+            lambda: self.settings.options,
+            learn,
+            self.workspace_paths,
+            self.serves_personal_model,
+            lambda: self.training.running,
+            self.work_done_progress,
+            self.client_shows_progress,
+            self.show,
+        )
         self.exit_code = 1  # input ended without shutdown + exit
         self.stopped = asyncio.Event()  # set by ``exit``: the transport stops reading
         self._shown: set[str] = set()
@@ -60,11 +72,13 @@ class GhostwriteServer(LanguageServer):
         self.watcher.stop()
         self.engine.close()
         self.training.stop()
+        self.learner.stop()
 
     def stop(self, exit_code: int) -> None:
         self.exit_code = exit_code
         self.engine.close()
         self.training.stop()
+        self.learner.stop()
         self.stopped.set()
 
     def forget_client(self) -> None:
@@ -72,6 +86,7 @@ class GhostwriteServer(LanguageServer):
         next one connects; the loaded model and the model watcher carry on."""
         self.protocol.forget_client()
         self.training.stop()
+        self.learner.stop()
         self.engine.cancel_all()
         self.engine.forget_all()
         self.sync = DocumentSync(self.engine)
@@ -94,6 +109,12 @@ class GhostwriteServer(LanguageServer):
     def model_dir(self) -> Path:
         """The option wins (it can change at run time), then --model, then the default."""
         return files.resolve_model_dir(self.settings.options.model or self.model_arg or None)
+
+    def serves_personal_model(self) -> bool:
+        """Whether the personal model is served, or would be once it exists (no other model is
+        chosen): where learning rounds write."""
+        chosen = self.settings.options.model or self.model_arg or os.environ.get("GHOSTWRITE_MODEL")
+        return self.model_dir() == files.user_model_dir() or not chosen
 
     def client_shows_progress(self) -> bool:
         window = getattr(self.client_capabilities, "window", None)
@@ -154,12 +175,13 @@ class GhostwriteServer(LanguageServer):
             "cachedDocuments": self.engine.cached_documents,
             "dictionary": self.engine.stats.summary(),
             "training": self.training.state(),
+            "learning": self.learner.state(),
         }
 
 
-def create_server(model: str | None = None) -> GhostwriteServer:
+def create_server(model: str | None = None, learn: bool = False) -> GhostwriteServer:
     """A server with every LSP method and command it answers registered."""
-    server = GhostwriteServer(model)
+    server = GhostwriteServer(model, learn)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -182,6 +204,7 @@ def create_server(model: str | None = None) -> GhostwriteServer:
     def shutdown(ls: GhostwriteServer, params: Any) -> None:
         ls.engine.cancel_all()
         ls.training.stop()
+        ls.learner.stop()
 
     @server.feature(types.EXIT)
     def on_exit(ls: GhostwriteServer, params: Any) -> None:
@@ -209,6 +232,7 @@ def create_server(model: str | None = None) -> GhostwriteServer:
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: GhostwriteServer, params: types.DidChangeTextDocumentParams) -> None:
         ls.sync.did_change(params)
+        ls.learner.edited()
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: GhostwriteServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -257,10 +281,12 @@ def create_server(model: str | None = None) -> GhostwriteServer:
 
     @server.command("ghostwrite.train")
     async def train(ls: GhostwriteServer, *args: Any) -> dict[str, Any]:
+        ls.learner.stop()  # the user's own training run wins over a learning round
         return await ls.training.start(args)
 
     @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
     def progress_cancel(ls: GhostwriteServer, params: types.WorkDoneProgressCancelParams) -> None:
         ls.training.cancel(params.token)
+        ls.learner.cancel(params.token)
 
     return server

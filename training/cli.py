@@ -1,4 +1,4 @@
-"""The ``train`` and ``eval`` subcommands of ``ghostwrite``, and what every subcommand shares.
+"""The ``train``, ``eval`` and ``learn`` subcommands of ``ghostwrite``, and what they all share.
 
 ``python -m ghostwrite.training ARGS`` is ``ghostwrite train ARGS``. Exit codes: 0 done, 1 the
 run failed (bad corpus, bad checkpoint, diverged; a one-line reason on stderr), 2 bad flags,
@@ -26,9 +26,13 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 
-from .config import TrainConfig
+from .config import LEARN_STEPS, PROGRESS_MODES, TrainConfig
 
 TRAIN_DESCRIPTION = "Train (or fine-tune) a model on your own text files."
+LEARN_DESCRIPTION = (
+    "Fine-tune your model on your folders and keep the result only if it is better on your "
+    "newest files (held out): lower bits per character and more keystrokes saved."
+)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -260,8 +264,59 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learn(args: argparse.Namespace) -> int:
+    with interrupts_deferred():
+        setup_mlx("learn")
+        from ghostwrite.model import files
+
+        from .errors import TrainingError
+        from .learn import LearnError, emit, learn_round, stop_when_parent_goes
+        from .signals import Interrupted
+    if args.watch_stdin:
+        stop_when_parent_goes()
+    out = Path(args.out).expanduser() if args.out else files.user_model_dir()
+    start_from = files.resolve_model_dir(args.model) if args.model else files.default_model_dir()
+    try:
+        verdict = learn_round(args.folders, start_from, out, args.steps, args.progress)
+    except Interrupted as err:
+        print(f"ghostwrite learn: stopped; {out} is unchanged", file=sys.stderr)
+        return err.exit_code
+    except (LearnError, TrainingError, files.ForeignFolder) as err:
+        emit(args.progress, {"event": "error", "message": str(err)})
+        print(f"ghostwrite learn: error: {err}", file=sys.stderr)
+        return 1
+    if args.progress != "json":
+        print(f"ghostwrite learn: {verdict.message}", file=sys.stderr)
+    return 0
+
+
+def add_learn_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folders", nargs="+", metavar="FOLDER", help="your writing")
+    add_model_argument(parser)
+    parser.add_argument(
+        "--out", metavar="DIR", help="where a better model goes (default: the personal model)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=LEARN_STEPS,
+        help=f"fine-tuning steps ({LEARN_STEPS})",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="as for train; json: one event per line on stdout",
+    )
+    parser.add_argument(
+        "--watch-stdin",
+        action="store_true",
+        help="stop (as after Ctrl-C) when stdin closes: for a parent process such as the server",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train`` and ``eval`` to the ``ghostwrite`` command."""
+    """Add ``train``, ``eval`` and ``learn`` to the ``ghostwrite`` command."""
     train = subparsers.add_parser(
         "train", help="train a personal model on your writing", description=TRAIN_DESCRIPTION
     )
@@ -275,6 +330,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("files", nargs="+", metavar="FILE", help="held-out text files")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_eval)
+
+    learn = subparsers.add_parser(
+        "learn",
+        help="fine-tune on your writing, kept only if better",
+        description=LEARN_DESCRIPTION,
+    )
+    add_learn_arguments(learn)
+    learn.set_defaults(func=cmd_learn)
 
 
 def train_parser() -> ArgumentParser:

@@ -1,6 +1,6 @@
 """The training command as a real process, for the test suite and the benchmarks: a corpus of
 sample notes, the tiny preset's quick flags, runs that are waited for, read event by event,
-faulted while they save the model, or measured while they tokenize."""
+faulted while they save the model, or measured while they tokenize; learning rounds likewise."""
 
 from __future__ import annotations
 
@@ -43,6 +43,30 @@ files.save_file = faulty
 sys.exit(main(sys.argv[2:]))
 """
 
+# Runs ``ghostwrite learn`` and SIGKILLs it at a point: "save" halfway through writing the
+# candidate's weights, "swap" right after the candidate has replaced the model.
+FAULTY_LEARNING = """
+import os, signal, sys
+from ghostwrite.model import files
+from ghostwrite.server.cli import main
+
+def kill_after(real, truncate):
+    def faulty(*args, **kwargs):
+        real(*args, **kwargs)
+        if truncate:
+            path = args[1]
+            with open(path, "r+b") as handle:
+                handle.truncate(os.path.getsize(path) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return faulty
+
+if sys.argv[1] == "save":
+    files.save_file = kill_after(files.save_file, truncate=True)
+else:
+    files.replace_directory = kill_after(files.replace_directory, truncate=False)
+sys.exit(main(["learn", *sys.argv[2:]]))
+"""
+
 # Tokenizes one file into a cache and prints the process's peak RSS in MiB.
 TOKENIZE_AND_MEASURE = """
 import resource, sys
@@ -77,6 +101,16 @@ def run(*command: str | Path, timeout: float = 120) -> subprocess.CompletedProce
 def run_cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m ghostwrite.training ARGS``, waited for."""
     return run("-m", "ghostwrite.training", *args, timeout=timeout)
+
+
+def run_learn(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``ghostwrite learn ARGS``, waited for."""
+    return run("-m", "ghostwrite.server.cli", "learn", *args, timeout=timeout)
+
+
+def run_faulty_learning(fault: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``ghostwrite learn ARGS`` killed at ``fault`` ("save" or "swap")."""
+    return run("-c", FAULTY_LEARNING, fault, *args, timeout=180)
 
 
 def run_faulty(fault: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
