@@ -309,38 +309,18 @@ class Decoder:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One batched pass over continuations of the text in ``prefix``: their tokens (N, L)
         padded with zeros, their lengths (N,), and the logits after each of their tokens
-        (N, L, V). The prefix cache is left as it was."""
-        cfg = self.config
-        B, P = len(continuations), prefix.length
-        L = max(len(c) for c in continuations)
-        if min(len(c) for c in continuations) == 0:
-            raise ValueError("continuations must not be empty")
-        end = P + L
-        if end > cfg.ctx_len:
-            raise IndexError(f"positions up to {end} pass the context length {cfg.ctx_len}")
-        H, D = cfg.n_heads, cfg.head_dim
-        tokens = np.zeros((B, L), dtype=np.int64)
+        (N, L, V; padding repeats a row's last). The prefix cache is left as it was."""
+        trie = Trie(continuations)
+        node_logits = self._trie_logits(prefix, trie)
         lengths = np.array([len(c) for c in continuations])
-        for row, data in enumerate(continuations):
+        L = int(lengths.max())
+        tokens = np.zeros((len(continuations), L), dtype=np.int64)
+        paths = np.zeros((len(continuations), L), dtype=np.int64)
+        for row, (data, path) in enumerate(zip(continuations, trie.paths, strict=True)):
             tokens[row, : len(data)] = np.frombuffer(data, dtype=np.uint8)
-        # Rows flattened to (B*L, C): np.dot only reaches BLAS for 2-D operands.
-        x = self._embed(tokens, slice(P, P + L)).reshape(B * L, cfg.n_emb)
-        rows, positions = tokens.reshape(-1), np.tile(np.arange(P, P + L), B)
-        causal = np.triu(np.full((L, L), -np.inf, dtype=np.float32), k=1)  # (L, L)
-        for i, layer in enumerate(self.layers):
-            q, k, v = (
-                a.reshape(B, L, H, D).transpose(0, 2, 1, 3)
-                for a in self._qkv(layer, x, rows, positions)
-            )  # 3 x (B, H, L, D)
-            shared = q @ prefix.keys[i, :, :P].transpose(0, 2, 1)  # (B, H, L, P)
-            own = q @ k.transpose(0, 1, 3, 2) + causal  # (B, H, L, L)
-            weights = softmax(np.concatenate([shared, own], axis=-1))
-            y = weights[..., :P] @ prefix.values[i, :, :P] + weights[..., P:] @ v  # (B, H, L, D)
-            y = y.transpose(0, 2, 1, 3).reshape(B * L, cfg.n_emb)
-            x = x + (np.dot(y, layer.proj_w) + layer.proj_b)
-            x = x + self._mlp(layer, x)
-        logits = self._head(x).reshape(B, L, cfg.vocab_size)
-        return tokens, lengths, logits
+            paths[row, : len(path)] = path
+            paths[row, len(path) :] = path[-1]
+        return tokens, lengths, node_logits[paths]
 
     def score(
         self, prefix: KVCache, next_logits: np.ndarray, continuations: list[bytes]
@@ -348,15 +328,76 @@ class Decoder:
         """Log-probabilities of whole continuations of the text in ``prefix`` (whose next-token
         logits are ``next_logits``), all in one batched pass: (N,) log P(continuation), and the
         (N, V) logits of the token after each. The prefix cache is left as it was."""
+        trie = Trie(continuations)
+        node_logits = self._trie_logits(prefix, trie)  # (M, V): after each node
+        # Each node's token under the distribution after its parent (the prefix for the roots).
+        before = np.concatenate([next_logits[None], node_logits])[trie.parents + 1]
+        logp = log_softmax(before.astype(np.float64))[np.arange(len(trie.tokens)), trie.tokens]
+        totals = np.array([logp[path].sum() for path in trie.paths])
+        return totals, node_logits[[path[-1] for path in trie.paths]]
+
+    def _trie_logits(self, prefix: KVCache, trie: Trie) -> np.ndarray:
+        """Logits (M, V) after each of the trie's M nodes, in one pass over the nodes: each
+        node attends to the prefix and to its own ancestors (tree attention), so continuations
+        that share a beginning compute it once."""
         cfg = self.config
-        B = len(continuations)
-        tokens, lengths, logits = self.logits_along(prefix, continuations)
-        L = tokens.shape[1]
-        before = np.concatenate(
-            [np.broadcast_to(next_logits, (B, 1, cfg.vocab_size)), logits[:, :-1]], axis=1
-        )
-        logp = np.take_along_axis(
-            log_softmax(before.astype(np.float64)), tokens[..., None], axis=-1
-        )[..., 0]  # (B, L)
-        logp[np.arange(L)[None, :] >= lengths[:, None]] = 0.0  # padding
-        return logp.sum(axis=1), logits[np.arange(B), lengths - 1]
+        P, M = prefix.length, len(trie.tokens)
+        if M == 0 or min(len(path) for path in trie.paths) == 0:
+            raise ValueError("continuations must not be empty")
+        if P + int(trie.depths.max()) + 1 > cfg.ctx_len:
+            raise IndexError(f"continuations pass the context length {cfg.ctx_len}")
+        positions = P + trie.depths
+        x = self._embed(trie.tokens, positions)  # (M, C)
+        mask = np.where(trie.ancestry(), np.float32(0.0), np.float32(-np.inf))  # (M, M)
+        for i, layer in enumerate(self.layers):
+            q, k, v = (
+                a.transpose(1, 0, 2) for a in self._qkv(layer, x, trie.tokens, positions)
+            )  # 3 x (H, M, D)
+            shared = q @ prefix.keys[i, :, :P].transpose(0, 2, 1)  # (H, M, P)
+            own = q @ k.transpose(0, 2, 1) + mask  # (H, M, M)
+            weights = softmax(np.concatenate([shared, own], axis=-1))
+            y = weights[..., :P] @ prefix.values[i, :, :P] + weights[..., P:] @ v  # (H, M, D)
+            y = y.transpose(1, 0, 2).reshape(M, cfg.n_emb)
+            x = x + (np.dot(y, layer.proj_w) + layer.proj_b)
+            x = x + self._mlp(layer, x)
+        return self._head(x)
+
+
+class Trie:
+    """Continuations as a prefix tree of their tokens: shared beginnings are one node.
+
+    Nodes are numbered so that a parent comes before its children: ``tokens`` (M,), ``parents``
+    (M,; -1 for the first token of a continuation), ``depths`` (M,; 0 for the first token), and
+    per continuation the ``paths`` of its nodes, first token to last."""
+
+    def __init__(self, continuations: list[bytes]) -> None:
+        index: dict[tuple[int, int], int] = {}
+        tokens: list[int] = []
+        parents: list[int] = []
+        depths: list[int] = []
+        self.paths: list[list[int]] = []
+        for data in continuations:
+            node, path = -1, []
+            for byte in data:
+                child = index.get((node, byte))
+                if child is None:
+                    child = index[(node, byte)] = len(tokens)
+                    tokens.append(byte)
+                    parents.append(node)
+                    depths.append(depths[node] + 1 if node >= 0 else 0)
+                node = child
+                path.append(node)
+            self.paths.append(path)
+        self.tokens = np.array(tokens, dtype=np.int64)
+        self.parents = np.array(parents, dtype=np.int64)
+        self.depths = np.array(depths, dtype=np.int64)
+
+    def ancestry(self) -> np.ndarray:
+        """(M, M) bool: row i is true at i and at each of its ancestors."""
+        M = len(self.tokens)
+        seen = np.eye(M, dtype=bool)
+        for node in range(M):
+            parent = self.parents[node]
+            if parent >= 0:
+                seen[node] |= seen[parent]
+        return seen

@@ -105,8 +105,10 @@ def test_scoring_continuations_equals_full_forward(random_model, random_model_di
     prefix_tokens = encode("shared prefix ")
     cache = decoder.new_cache()
     next_logits = decoder.forward(cache, prefix_tokens.astype(np.int64))
-    continuations = [b"word", " é".encode(), b"x"]
+    # Shared beginnings, a repeat and a prefix of another: one prefix-tree pass scores them all.
+    continuations = [b"word", " é".encode(), b"x", b"words", b"wo", b"word", b"xylophone"]
     logp, after = decoder.score(cache, next_logits, continuations)
+    tokens, lengths, along = decoder.logits_along(cache, continuations)
     assert cache.length == len(prefix_tokens)
     for row, data in enumerate(continuations):
         full = mlx_logits(random_model, np.concatenate([prefix_tokens, encode(data.decode())]))
@@ -116,6 +118,8 @@ def test_scoring_continuations_equals_full_forward(random_model, random_model_di
         )
         assert logp[row] == pytest.approx(expected, abs=1e-3)
         np.testing.assert_allclose(after[row], steps[-1], atol=1e-4)
+        assert lengths[row] == len(data) and bytes(tokens[row, : len(data)].tolist()) == data
+        np.testing.assert_allclose(along[row, : len(data)], steps[1:], atol=1e-4)
 
 
 def test_cache_rollback_and_extension_equal_fresh_prefill(random_model, random_model_dir):
