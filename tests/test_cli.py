@@ -87,6 +87,21 @@ def test_info_prints_the_card(scripted_model_dir):
     assert info["card"]["parameters"] == parameter_count(CONFIG)
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(scripted_model_dir):
+    """``ghostwrite info | head``: the pipe closes before the card is printed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ghostwrite.server.cli", "info", str(scripted_model_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before the interpreter has even started
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 141
+    assert errors == ""
+
+
 # ---- ghostwrite train's flags, generated from TrainConfig ---------------------------------------
 
 # Each flag of `ghostwrite train`: the words that give it, and the setting's value they make.

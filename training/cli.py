@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -86,7 +87,8 @@ def interrupts_deferred() -> Iterator[None]:
 def run_command(build_parser: Callable[[], ArgumentParser], argv: Sequence[str] | None) -> int:
     """Parse ``argv`` (default: this process's arguments) and run the chosen command, which finds
     the command line it was given in ``args.command_line``; Ctrl-C at any moment ends it quietly
-    with exit code 130."""
+    with exit code 130, and a reader that goes away (``ghostwrite info | head``) with 141, as
+    SIGPIPE ends other tools."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with interrupts_deferred():
@@ -97,6 +99,10 @@ def run_command(build_parser: Callable[[], ArgumentParser], argv: Sequence[str] 
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Python would report the failed flush of stdout again at exit: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 # Headings of ``ghostwrite train --help`` (title, description): a field's ``group`` names one.
