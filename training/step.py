@@ -102,16 +102,24 @@ def make_eval_loss(model: GPT, compile: bool) -> EvalLoss:
 
 
 def mean_loss(
-    model: GPT, eval_loss: EvalLoss, data: np.ndarray, length: int, batch: int, n_windows: int
-) -> float:
+    model: GPT,
+    eval_loss: EvalLoss,
+    data: np.ndarray,
+    length: int,
+    batch: int,
+    n_windows: int,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> float | None:
     """Loss on ``n_windows`` (rounded up to whole batches) fixed, evenly spaced windows of
-    ``data``, without dropout."""
+    ``data``, without dropout; None when ``should_stop()`` (polled between batches) says so."""
     n_batches = max(1, math.ceil(n_windows / batch))
     starts = np.linspace(0, len(data) - length - 1, n_batches * batch).round().astype(np.int64)
     total = 0.0
     model.eval()  # no dropout
     try:
         for i in range(n_batches):
+            if should_stop():
+                return None
             x, y = windows(data, starts[i * batch : (i + 1) * batch], length)
             total += eval_loss(x, y).item()
     finally:

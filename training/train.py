@@ -149,25 +149,34 @@ class Run(RunSetup):
 
     # --- evaluation, samples, files -----------------------------------------------------------
 
-    def _mean_loss(self, data: np.ndarray, length: int) -> float:
+    def _mean_loss(self, data: np.ndarray, length: int) -> float | None:
+        """None when a signal came during it (a long evaluation must not hold Ctrl-C back)."""
         batch, n_windows = self.cfg.batch_size, self.cfg.eval_windows
-        return mean_loss(self.model, self.eval_loss, data, length, batch, n_windows)
+        return mean_loss(
+            self.model, self.eval_loss, data, length, batch, n_windows, self._signalled
+        )
 
-    def _evaluate(self) -> tuple[float, float]:
-        """Train and validation loss on fixed windows; keeps the best weights (rank 0 only)."""
+    def _signalled(self) -> bool:
+        return self.stop.signum is not None
+
+    def _evaluate(self) -> None:
+        """Train and validation loss on fixed windows; keeps the best weights (rank 0 only).
+        Cut short by a signal, it records nothing, so a resumed run evaluates this step again."""
         s = self.state
-        s.last_eval_step = s.step
         if self.rank != 0:
-            return math.nan, math.nan
+            s.last_eval_step = s.step
+            return
         train_loss = self._mean_loss(self.data.train, self.train_len)
-        val_loss = self._mean_loss(self.data.val, self.val_len)
+        val_loss = self._mean_loss(self.data.val, self.val_len) if train_loss is not None else None
+        if train_loss is None or val_loss is None:
+            return
+        s.last_eval_step = s.step
         if s.best_val is None or val_loss < s.best_val:
             s.best_val, s.best_step = val_loss, s.step
             self.best = weights_to_numpy(self.model)
         sample = self._sample()
         self._record("eval", train_loss=train_loss, val_loss=val_loss, sample=sample)
         self._emit("eval", train_loss=train_loss, val_loss=val_loss, message=f"sample: {sample}")
-        return train_loss, val_loss
 
     def _sample(self) -> str:
         """A continuation of the start of the validation text, as one readable line."""
@@ -249,7 +258,10 @@ class Run(RunSetup):
         best_val = s.best_val if s.best_val is not None else math.nan
         weights = self.best if self.best is not None else weights_to_numpy(self.model)
         load_weights(self.model, weights)  # report the train loss of the weights saved
-        train_loss = self._mean_loss(self.data.train, self.train_len)
+        batch, n_windows = self.cfg.batch_size, self.cfg.eval_windows
+        train_loss = mean_loss(
+            self.model, self.eval_loss, self.data.train, self.train_len, batch, n_windows
+        )
         bpc = val_bits_per_char(best_val, self.data.val)
         card = model_card(
             self.cfg,
