@@ -107,6 +107,11 @@ class Learner:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self.options().learn_idle_seconds, self._idle)
 
+    def settings_changed(self) -> None:
+        """Learning switched off stops a round in progress."""
+        if not self.enabled:
+            self.stop()
+
     def _idle(self) -> None:
         self._timer = None
         if self.job.running:

@@ -137,6 +137,7 @@ class GhostwriteServer(LanguageServer):
         problems = self.settings.merge()
         if problems:
             self.show("ghostwrite: invalid settings use defaults: " + "; ".join(problems))
+        self.learner.settings_changed()
         new_dir = self.model_dir()
         if new_dir != old_dir:
             asyncio.get_running_loop().create_task(self.watcher.reload(new_dir, announce=True))
