@@ -5,7 +5,7 @@
 The "personal corpus" is one book the bundled model never trained on (its validation book),
 without the Gutenberg header and licence: its first 90% is the training text, its last 10% the
 held-out test. Two runs of ``ghostwrite
-train`` with the same time budget, one from scratch (the bundled model's preset) and one with
+train`` with the same time budget, one from scratch (the bundled model's shape) and one with
 ``--init bundled``, then ``ghostwrite eval`` of each (and of the bundled model untouched) on the
 held-out 10%. Prints a table of bits per character and next-word accuracy.
 """
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ghostwrite.model import PRESETS, files
+from ghostwrite.model import files
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT.parent / "shared" / "data" / "gutenberg-the-time-machine.txt"
@@ -48,9 +48,9 @@ def main() -> None:
     parser.add_argument("--blas-threads", default="1")
     args = parser.parse_args()
 
-    bundled = files.load_model(files.bundled_model_dir())
-    shape = bundled.config.with_changes(dropout=0.0)
-    preset = next(n for n, c in PRESETS.items() if c.with_changes(dropout=0.0) == shape)
+    shape = files.load_model(files.bundled_model_dir()).config
+    same_shape = ["--ctx-len", str(shape.ctx_len), "--n-emb", str(shape.n_emb)]
+    same_shape += ["--n-heads", str(shape.n_heads), "--n-layers", str(shape.n_layers)]
     text = story(args.book.read_bytes().decode("utf-8-sig").replace("\r\n", "\n"))
     cut = int(len(text) * 0.9)
     work = Path(tempfile.mkdtemp(prefix="ghostwrite-finetune-"))
@@ -60,7 +60,7 @@ def main() -> None:
 
     rows = [("bundled model, untouched", files.bundled_model_dir())]
     for label, extra in (
-        ("from scratch", ["--preset", preset]),
+        ("from scratch", same_shape),
         ("fine-tuned from bundled", ["--init", "bundled"]),
     ):
         out = work / label.split()[0]
