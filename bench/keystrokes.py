@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import time
 from collections import Counter
@@ -382,6 +383,16 @@ class Figures:
     shown: float
     intervals: np.ndarray  # (3, 2): savings, precision, per shown
 
+    def summary(self) -> dict[str, object]:
+        names = ("savings", "precision", "per_shown")
+        return {
+            "savings": self.savings,
+            "precision": self.precision,
+            "per_shown": self.per_shown,
+            "shown": self.shown,
+            "intervals": {n: [float(x) for x in self.intervals[k]] for k, n in enumerate(names)},
+        }
+
 
 def figures(stats: np.ndarray, rng: np.random.Generator) -> Figures:
     def measures(s: np.ndarray) -> np.ndarray:
@@ -539,6 +550,11 @@ def main() -> None:
     parser.add_argument("--fit-record", type=Path, help="save/replay the fitting text's recording")
     parser.add_argument("--plot", type=Path, help="draw savings against precision here")
     parser.add_argument(
+        "--summary-json",
+        type=Path,
+        help="write the n-gram's, the model's and the default's figures",
+    )
+    parser.add_argument(
         "--adaptive", action="store_true", help="score words by the GPT mixed with the n-gram"
     )
     args = parser.parse_args()
@@ -612,11 +628,18 @@ def main() -> None:
     print("| completer | savings | precision | saved per shown | shown per keystroke |")
     print("|---|---|---|---|---|")
     print(row("n-gram (bigram + unigram, same counts as the dictionary)", ngram))
-    print(row("model alone, confidence 0.05", at(model_ranking(recording), 0.05)))
+    alone = at(model_ranking(recording), 0.05)
+    print(row("model alone, confidence 0.05", alone))
     uncalibrated = product_ranking(recording, scoring, None)
     print(row("product, uncalibrated, confidence 0.05", at(uncalibrated, 0.05)))
+    default = at(product if calibration is not None else uncalibrated, confidence)
     if calibration is not None:
-        print(row(f"product, calibrated, confidence {confidence:g}", at(product, confidence)))
+        print(row(f"product, calibrated, confidence {confidence:g}", default))
+    if args.summary_json:
+        summary = {"chars": chars, "n-gram": ngram, "model alone": alone, "default": default}
+        args.summary_json.write_text(
+            json.dumps({k: v if k == "chars" else v.summary() for k, v in summary.items()})
+        )
     print(
         row("ceiling: any candidate", figures(type_it(recording.block, *ceiling(recording)), rng))
     )

