@@ -24,7 +24,6 @@ from ghostwrite.server.background import BackgroundJob
 from ghostwrite.training.corpus import scan
 from ghostwrite.training.harness import PROSE, make_corpus, run_faulty_learning, run_learn
 from ghostwrite.training.learn import (
-    LearnError,
     Measured,
     held_out_text,
     judge,
@@ -57,11 +56,15 @@ def test_the_newest_files_are_held_out_oldest_first(tmp_path: Path) -> None:
     held = newest_files(corpus.files, share=0.3)
     names = [f.path.name for f in held]
     assert names == ["note3.txt", "note2.txt"]  # newest first, until 30% of the text
-    text = held_out_text(held)
+    text = held_out_text(corpus.files, held)
     assert text.startswith("Note 2.") and "Note 3." in text  # ends with the newest
     assert newest_files(corpus.files, share=1.0)[-1].path.name == "note1.txt"  # never all
-    with pytest.raises(LearnError, match="at least two text files"):
-        newest_files(corpus.files[:1])
+    # One file: its tail, as training's own split holds it out.
+    [single] = [f for f in corpus.files if f.path.name == "note3.txt"]
+    assert newest_files([single]) == []
+    whole = (tmp_path / "notes" / "note3.txt").read_text() + "\n"
+    tail = held_out_text([single], [])
+    assert whole.endswith(tail) and len(tail) == round(0.1 * len(whole.encode()))
 
 
 @pytest.mark.parametrize(
@@ -105,10 +108,13 @@ def test_a_round_replaces_the_model_only_with_a_better_one(
     )
 
 
+@pytest.mark.parametrize("notes_files", [4, 1])
 def test_the_learn_command_reports_a_verdict_with_its_figures(
-    tmp_path: Path, tiny_model_dir: Path
+    tmp_path: Path, tiny_model_dir: Path, notes_files: int
 ) -> None:
-    notes = workspace(tmp_path / "notes")
+    notes = workspace(tmp_path / "notes", notes_files)
+    if notes_files == 1:  # long enough that its tail makes a test
+        (notes / "note0.txt").write_text(PROSE * 12)
     out = tmp_path / "personal"
     done = run_learn(notes, "--model", tiny_model_dir, "--out", out, *QUICK, "--progress", "json")
     assert done.returncode == 0, done.stderr
@@ -123,12 +129,12 @@ def test_the_learn_command_reports_a_verdict_with_its_figures(
 
 
 def test_the_learn_command_refuses_what_it_cannot_check(tmp_path: Path, tiny_model_dir) -> None:
-    single = tmp_path / "one"
-    single.mkdir()
-    (single / "notes.txt").write_text(PROSE * 5)
-    refused = run_learn(single, "--model", tiny_model_dir, "--out", tmp_path / "out", *QUICK)
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / "notes.txt").write_text(PROSE[:600])
+    refused = run_learn(short, "--model", tiny_model_dir, "--out", tmp_path / "out", *QUICK)
     assert refused.returncode == 1
-    assert "at least two text files" in refused.stderr
+    assert "learning needs at least" in refused.stderr
     assert "Traceback" not in refused.stderr
     notes = workspace(tmp_path / "notes")
     foreign = tmp_path / "photos"

@@ -7,9 +7,10 @@ only if it is better on what they wrote last.
 
 The newest files (by modification time) are held out, about a tenth of the text and at least one
 file: they are what the writer is writing now, so they are what the next suggestions will be
-about. The model (``--model``: by default the personal one, else the bundled one) is fine-tuned
-on the rest for ``--steps`` steps into a staging folder next to ``--out``. Then the old model and
-the candidate are measured on the held-out files: bits per character on all of them, and the
+about (a folder of one file holds out its last tenth, as ``ghostwrite train`` does). The model
+(``--model``: by default the personal one, else the bundled one) is fine-tuned on the rest for
+``--steps`` steps into a staging folder next to ``--out``. Then the old model and the candidate
+are measured on the held-out text: bits per character on all of it, and the
 keystrokes a typist saves with each model's word suggestions (``ghostwrite.model.typist``) on the
 newest ``TYPED_CHARS`` characters. The candidate replaces the model at ``--out`` only when both
 improve, in one atomic rename; otherwise it is deleted and the reason is the round's last line.
@@ -70,12 +71,7 @@ class Verdict:
 
 def newest_files(corpus_files: list[CorpusFile], share: float = HELD_OUT_SHARE) -> list[CorpusFile]:
     """The most recently modified files, newest first, until they hold ``share`` of the text
-    (at least one file, never all of them)."""
-    if len(corpus_files) < 2:
-        raise LearnError(
-            "learning needs at least two text files: the newest is held out to check that the "
-            "new model is better"
-        )
+    (at least one file, never all of them; none when there is only one)."""
     by_age = sorted(corpus_files, key=lambda f: f.path.stat().st_mtime_ns, reverse=True)
     total = sum(f.chars for f in corpus_files)
     held: list[CorpusFile] = []
@@ -86,9 +82,14 @@ def newest_files(corpus_files: list[CorpusFile], share: float = HELD_OUT_SHARE) 
     return held
 
 
-def held_out_text(held: list[CorpusFile]) -> str:
-    """The held-out files as one text, oldest first, so that it ends with the newest writing."""
-    return "\n".join(normalise(f.path.read_bytes())[0] for f in reversed(held))
+def held_out_text(corpus_files: list[CorpusFile], held: list[CorpusFile]) -> str:
+    """The held-out files as one text, oldest first, so that it ends with the newest writing;
+    with no file held out (a single file), the tail training validates on."""
+    if held:
+        return "\n".join(normalise(f.path.read_bytes())[0] for f in reversed(held))
+    data = b"".join(normalise(f.path.read_bytes())[0].encode() + b"\n" for f in corpus_files)
+    tail = max(2, round(TrainConfig.val_fraction * len(data)))  # as tokens.build_tokens splits
+    return data[-tail:].decode("utf-8", "replace")
 
 
 def measure(model_files: files.ModelFiles, text: str) -> Measured:
@@ -166,10 +167,10 @@ def learn_round(
     except CorpusError as err:
         raise LearnError(str(err)) from None
     held = newest_files(corpus.files)
-    text = held_out_text(held)
+    text = held_out_text(corpus.files, held)
     if len(text) < MIN_HELD_OUT_CHARS:
         raise LearnError(
-            f"the newest files hold {len(text)} characters; learning needs at least "
+            f"the newest writing holds {len(text)} characters; learning needs at least "
             f"{MIN_HELD_OUT_CHARS} to check a new model"
         )
     try:
