@@ -7,8 +7,8 @@ the result only if it predicts the newest files better, in bits per character an
 saved (``ghostwrite.training.learn``). The model watcher then serves the new model; a kept model
 is reported in ``ghostwrite.status`` with the figures that decided it.
 
-A round never competes with the writer: an edit pauses it (SIGSTOP) and the next idle spell
-continues it. Rounds run only after edits, never while ``ghostwrite.train`` runs, and only when
+A round never competes with the writer: it runs at the lowest CPU priority, an edit pauses it
+(SIGSTOP) and the next idle spell continues it. Rounds run only after edits, never while ``ghostwrite.train`` runs, and only when
 the server serves the personal model (a round writes that one). Closing the editor, a new client
 or the server's exit stops a round (SIGINT); if the server dies, the round sees its stdin close
 and stops. Killed at any moment, the served model stays whole.
@@ -128,7 +128,7 @@ class Learner:
             "learn",
             "--progress",
             "json",
-            "--watch-stdin",
+            "--background",
             "--steps",
             str(self.options().learn_steps),
             "--",

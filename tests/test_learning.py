@@ -189,7 +189,7 @@ def test_a_round_stops_when_its_parent_goes(tmp_path: Path, tiny_model_dir: Path
     notes = workspace(tmp_path / "notes")
     out = tmp_path / "personal"
     shutil.copytree(tiny_model_dir, out)
-    command = [sys.executable, "-m", "ghostwrite.server.cli", "learn", str(notes), "--watch-stdin"]
+    command = [sys.executable, "-m", "ghostwrite.server.cli", "learn", str(notes), "--background"]
     command += ["--model", str(out), "--out", str(out), "--steps", "100000", "--progress", "json"]
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL

@@ -30,6 +30,7 @@ from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 from .config import LEARN_STEPS, PROGRESS_MODES, TrainConfig
 
 TRAIN_DESCRIPTION = "Train (or fine-tune) a model on your own text files."
+BACKGROUND_NICENESS = 19  # a background learning round's CPU priority: the lowest
 LEARN_DESCRIPTION = (
     "Fine-tune your model on your folders and keep the result only if it is better on your "
     "newest files (held out): lower bits per character and more keystrokes saved."
@@ -278,7 +279,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
         from .errors import TrainingError
         from .learn import LearnError, emit, learn_round, stop_when_parent_goes
         from .signals import Interrupted
-    if args.watch_stdin:
+    if args.background:
+        os.nice(BACKGROUND_NICENESS)  # the editor's completions come first
         stop_when_parent_goes()
     out = Path(args.out).expanduser() if args.out else files.user_model_dir()
     start_from = files.resolve_model_dir(args.model) if args.model else files.default_model_dir()
@@ -315,9 +317,10 @@ def add_learn_arguments(parser: argparse.ArgumentParser) -> None:
         help="as for train; json: one event per line on stdout",
     )
     parser.add_argument(
-        "--watch-stdin",
+        "--background",
         action="store_true",
-        help="stop (as after Ctrl-C) when stdin closes: for a parent process such as the server",
+        help="run at the lowest CPU priority and stop (as after Ctrl-C) when stdin closes: for "
+        "a parent process such as the server",
     )
 
 
