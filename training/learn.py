@@ -10,7 +10,7 @@ file: they are what the writer is writing now, so they are what the next suggest
 about (a folder of one file holds out its last tenth, as ``ghostwrite train`` does). The model
 (``--model``: by default the personal one, else the bundled one) is fine-tuned on the rest for
 ``--steps`` steps into a staging folder next to ``--out``. Then the old model and the candidate
-are measured on the held-out text: bits per character on all of it, and the
+are measured on the held-out text: bits per character on its newest ``SCORED_CHARS``, and the
 keystrokes a typist saves with each model's word suggestions (``ghostwrite.model.typist``) on the
 newest ``TYPED_CHARS`` characters. The candidate replaces the model at ``--out`` only when both
 improve, in one atomic rename; otherwise it is deleted and the reason is the round's last line.
@@ -46,6 +46,7 @@ from .outputs import METRICS_FILE
 
 HELD_OUT_SHARE = 0.1  # of the characters: the newest files up to this share, at least one
 MIN_HELD_OUT_CHARS = 200  # less is no test of anything
+SCORED_CHARS = 200_000  # the newest characters scored in bits per character (seconds, not minutes)
 TYPED_CHARS = 2000  # the newest characters the typist writes, after the text before them
 CONTEXT_CHARS = 4000  # of text before those, already written when the typist starts
 STAGING_PREFIX = ".learning-"
@@ -93,7 +94,8 @@ def held_out_text(corpus_files: list[CorpusFile], held: list[CorpusFile]) -> str
 
 
 def measure(model_files: files.ModelFiles, text: str) -> Measured:
-    """Bits per character on ``text`` and the typist's savings on its last ``TYPED_CHARS``."""
+    """Bits per character on the last ``SCORED_CHARS`` of ``text`` and the typist's savings on
+    its last ``TYPED_CHARS``."""
     import numpy as np
 
     from ghostwrite.model.inference import Decoder
@@ -101,7 +103,7 @@ def measure(model_files: files.ModelFiles, text: str) -> Measured:
 
     from .evaluate import evaluate_tokens, load_mlx_model
 
-    tokens = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    tokens = np.frombuffer(text[-SCORED_CHARS:].encode("utf-8"), dtype=np.uint8)
     scored = evaluate_tokens(load_mlx_model(model_files), tokens)
     window = text[-(CONTEXT_CHARS + TYPED_CHARS) :]
     typed = type_text(Decoder(model_files), window, start=max(0, len(window) - TYPED_CHARS))
