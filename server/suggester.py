@@ -26,7 +26,7 @@ SEARCH_TIME_BUDGET_S = 0.02
 SEARCH_DEFAULTS = SearchOptions(time_budget_s=SEARCH_TIME_BUDGET_S)
 
 # Candidate words scored by the model in one pass over their prefix tree (shared beginnings
-# computed once): the dictionary's 16 and the beams' few always fit in one.
+# computed once): the dictionary's candidates and the beams' few always fit in one.
 SCORED_PER_PASS = 64
 
 # Text given to the model starts at a multiple of this many characters, so the start only moves
