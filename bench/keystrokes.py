@@ -226,16 +226,17 @@ def record(
     starts: Sequence[int],
     chars: int,
     adaptive: bool = False,
+    limit: int = WordScoring.dictionary_candidates,
 ) -> Recording:
     """Type ``chars`` characters from each of ``starts`` in ``document``, recording every
-    candidate at every character (the text between spans is pasted in). With ``adaptive``, the
-    model's probabilities are the mixture's."""
+    candidate at every character (the text between spans is pasted in); ``limit``: the
+    dictionary's words scored per character. With ``adaptive``, the model's probabilities are
+    the mixture's."""
     stats = WordStats()
     for text in workspace:
         stats.add(text)
     ngram = Bigram(stats)
     options = SuggestOptions(adaptive=adaptive)
-    limit = WordScoring().dictionary_candidates
     suggester = Suggester(model)
     word_probabilities = suggester.word_scorer(options)
     typed = ""
@@ -550,6 +551,12 @@ def main() -> None:
     parser.add_argument("--fit-record", type=Path, help="save/replay the fitting text's recording")
     parser.add_argument("--plot", type=Path, help="draw savings against precision here")
     parser.add_argument(
+        "--dictionary-candidates",
+        type=int,
+        default=WordScoring.dictionary_candidates,
+        help="the dictionary's words scored per character (the server's: %(default)s)",
+    )
+    parser.add_argument(
         "--summary-json",
         type=Path,
         help="write the n-gram's, the model's and the default's figures",
@@ -568,7 +575,9 @@ def main() -> None:
         document = load_text(document_path)
         texts = [load_text(p) for p in workspace]
         starts = spans(document, args.spans, per_span)
-        return record(model, document, texts, starts, per_span, args.adaptive)
+        return record(
+            model, document, texts, starts, per_span, args.adaptive, args.dictionary_candidates
+        )
 
     if args.load:
         recording = Recording.load(args.load)
