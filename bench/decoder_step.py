@@ -2,10 +2,11 @@
 
     python bench/decoder_step.py --repeats 300
 
-Each shape gets random weights (the step's cost does not depend on their values), a 64-character
-prefix in its KV cache, then ``--repeats`` single-token steps (``Decoder.forward``) and as many
-4-beam steps (``Decoder.step_beams``), the caches rolled back after each so every step sees the
-same context length. One BLAS thread, as the server runs. Prints medians, p90s and the batch-1
+Each shape (GPT-2 blocks; ``bundled``: the bundled model's shape and architecture) gets random
+weights (the step's cost does not depend on their values), a 64-character prefix in its KV
+cache, then ``--repeats`` single-token steps (``Decoder.forward``) and as many 4-beam steps
+(``Decoder.step_beams``), the caches rolled back after each so every step sees the same context
+length. One BLAS thread, as the server runs. Prints medians, p90s and the batch-1
 median per million parameters (the figure that says what a bigger model will cost).
 """
 
@@ -21,6 +22,7 @@ from ghostwrite.model import backend
 backend.setup_mlx()  # before mlx.core: GPT builds the random weights
 backend.limit_numpy_blas_threads(1)
 
+from ghostwrite.model import files
 from ghostwrite.model.config import GPTConfig
 from ghostwrite.model.files import ModelFiles
 from ghostwrite.model.gpt import GPT, weights_to_numpy
@@ -63,7 +65,11 @@ def measure(cfg: GPTConfig, repeats: int) -> tuple[int, list[float], list[float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated names")
+    parser.add_argument(
+        "--shapes",
+        default=",".join([*SHAPES, "bundled"]),
+        help="comma-separated names; bundled: the bundled model's shape and architecture",
+    )
     args = parser.parse_args()
     print(f"ctx 128, {PREFIX} characters cached, {args.repeats} steps, 1 BLAS thread\n")
     print(
@@ -72,8 +78,11 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for name in args.shapes.split(","):
-        width, layers, heads = SHAPES[name]
-        cfg = GPTConfig(ctx_len=128, n_emb=width, n_heads=heads, n_layers=layers, dropout=0.0)
+        if name == "bundled":  # its own architecture, not only its shape
+            cfg = files.load_model(files.bundled_model_dir()).config
+        else:
+            width, layers, heads = SHAPES[name]
+            cfg = GPTConfig(ctx_len=128, n_emb=width, n_heads=heads, n_layers=layers, dropout=0.0)
         parameters, single, beams = measure(cfg, args.repeats)
         p50 = percentile(single, 50)
         print(
