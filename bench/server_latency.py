@@ -183,12 +183,15 @@ def main() -> None:
     parser.add_argument(
         "--workspace", type=Path, help="a workspace folder (its words go in the dictionary)"
     )
+    parser.add_argument("--adaptive", action="store_true", help="the adaptive option on")
     args = parser.parse_args()
 
     text = load_text(args.file)
     prefix = text[max(0, args.start - args.context) : args.start]
     span = text[args.start : args.start + args.chars]
     settings = {"maxChars": args.max_chars, "stop": args.stop, "confidence": args.confidence}
+    if args.adaptive:
+        settings["adaptive"] = True
     typing = replay(args.model, prefix, span, settings, args.workspace)
     print(
         f"model {args.model}; {len(span)} keystrokes of {args.file.name}; settings {settings}; "
