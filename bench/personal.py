@@ -75,12 +75,11 @@ def main() -> None:
         first = "bundled" if args.model == "bundled" else start.name
         models = {first: start, f"fine-tuned {args.minutes:g} min": tuned}
         # Both typists at once, one core each (each runs one BLAS thread, as the server does).
-        typing = {
-            label: (summary := work / f"summary-{i}.json", start_typing(
-                model, writing, notes, args.chars, args.spans, summary
-            ))
-            for i, (label, model) in enumerate(models.items())
-        }  # fmt: skip
+        typing = {}
+        for i, (label, model) in enumerate(models.items()):
+            summary = work / f"summary-{i}.json"
+            process = start_typing(model, writing, notes, args.chars, args.spans, summary)
+            typing[label] = (summary, process)
         results = {}
         for label, (summary, process) in typing.items():
             _, errors = process.communicate()
