@@ -317,6 +317,19 @@ def ours(traceback: str) -> list[str]:
     return [line for line in traceback.splitlines() if any(p in line for p in packages)]
 
 
+@pytest.fixture
+def sigint_at_default() -> Iterator[None]:
+    """Children start with SIGINT at its default action. A test run inside a background job
+    inherits SIGINT ignored, which a child keeps until it sets a handler of its own, so a signal
+    sent before that would be lost and the test would not test anything."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_at_default")
 def test_early_ctrl_c_prints_no_traceback(tmp_path: Path) -> None:
     corpus = make_corpus(tmp_path / "notes", files=2)
     for delay in (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.3):
