@@ -8,8 +8,9 @@ saved (``ghostwrite.training.learn``). The model watcher then serves the new mod
 is reported in ``ghostwrite.status`` with the figures that decided it.
 
 A round never competes with the writer: it runs at the lowest CPU priority, an edit pauses it
-(SIGSTOP) and the next idle spell continues it. Rounds run only after edits, never while ``ghostwrite.train`` runs, and only when
-the server serves the personal model (a round writes that one). Closing the editor, a new client
+(SIGSTOP) and the next idle spell continues it. Rounds run only after edits, never while
+``ghostwrite.train`` runs, and only when the server serves the personal model (a round writes
+that one). Closing the editor, a new client
 or the server's exit stops a round (SIGINT); if the server dies, the round sees its stdin close
 and stops. Killed at any moment, the served model stays whole.
 """
