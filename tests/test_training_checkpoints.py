@@ -122,3 +122,21 @@ def test_resume_keeps_the_architecture_of_the_run_it_continues(tmp_path: Path) -
     # The size still comes from the settings, and a different one is another run.
     with pytest.raises(TrainingError, match="model changed"):
         train(tiny_config(tmp_path, corpus, max_steps=12, n_emb=64, resume=True))
+
+
+def test_ctrl_c_during_an_evaluation_stops_it_at_the_next_batch(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path / "notes")
+    out = tmp_path / "model"
+    # An evaluation of two million windows takes minutes; the signal comes a second into it.
+    process = start(corpus, *TINY, "--eval-windows", "2000000", "--eval-every", "2", "--out", out,
+                    "--max-steps", "10", "--log-every", "1", "--progress", "json",
+                    "--token-cache", tmp_path / "cache")  # fmt: skip
+    events = read_until(process, "step", 2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    code, events, stderr = finish(process, events)
+    assert code == 130, stderr
+    assert events[-1]["event"] == "error" and "interrupted by SIGINT" in events[-1]["message"]
+    assert "eval" not in [e["event"] for e in events]  # cut short: nothing recorded
+    _, saved = load_checkpoint(tmp_path / "model.checkpoint")
+    assert saved["loop"]["step"] == events[-1]["step"] < 10

@@ -101,6 +101,10 @@ def make_eval_loss(model: GPT, compile: bool) -> EvalLoss:
     return partial(mx.compile, inputs=[model.state])(loss) if compile else loss
 
 
+class EvaluationCut(Exception):
+    """An evaluation stopped before its last batch; it has no result."""
+
+
 def mean_loss(
     model: GPT,
     eval_loss: EvalLoss,
@@ -109,9 +113,10 @@ def mean_loss(
     batch: int,
     n_windows: int,
     should_stop: Callable[[], bool] = lambda: False,
-) -> float | None:
+) -> float:
     """Loss on ``n_windows`` (rounded up to whole batches) fixed, evenly spaced windows of
-    ``data``, without dropout; None when ``should_stop()`` (polled between batches) says so."""
+    ``data``, without dropout; raises ``EvaluationCut`` when ``should_stop()`` (polled between
+    batches) says so."""
     n_batches = max(1, math.ceil(n_windows / batch))
     starts = np.linspace(0, len(data) - length - 1, n_batches * batch).round().astype(np.int64)
     total = 0.0
@@ -119,7 +124,7 @@ def mean_loss(
     try:
         for i in range(n_batches):
             if should_stop():
-                return None
+                raise EvaluationCut
             x, y = windows(data, starts[i * batch : (i + 1) * batch], length)
             total += eval_loss(x, y).item()
     finally:

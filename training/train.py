@@ -44,7 +44,7 @@ from .progress import Progress, Reporter
 from .run_setup import LoopState, RunSetup
 from .schedule import BudgetClock, learning_rate_at
 from .signals import Interrupted, stop_signals
-from .step import mean_loss, step_seed, windows
+from .step import EvaluationCut, mean_loss, step_seed, windows
 
 __all__ = ["Run", "train"]
 
@@ -149,12 +149,12 @@ class Run(RunSetup):
 
     # --- evaluation, samples, files -----------------------------------------------------------
 
-    def _mean_loss(self, data: np.ndarray, length: int) -> float | None:
-        """None when a signal came during it (a long evaluation must not hold Ctrl-C back)."""
+    def _mean_loss(self, data: np.ndarray, length: int, interruptible: bool = True) -> float:
+        """Raises ``EvaluationCut`` when a signal comes during it (a long evaluation must not
+        hold Ctrl-C back); ``interruptible=False`` for the final report, made after a stop."""
         batch, n_windows = self.cfg.batch_size, self.cfg.eval_windows
-        return mean_loss(
-            self.model, self.eval_loss, data, length, batch, n_windows, self._signalled
-        )
+        should_stop = self._signalled if interruptible else lambda: False
+        return mean_loss(self.model, self.eval_loss, data, length, batch, n_windows, should_stop)
 
     def _signalled(self) -> bool:
         return self.stop.signum is not None
@@ -166,9 +166,10 @@ class Run(RunSetup):
         if self.rank != 0:
             s.last_eval_step = s.step
             return
-        train_loss = self._mean_loss(self.data.train, self.train_len)
-        val_loss = self._mean_loss(self.data.val, self.val_len) if train_loss is not None else None
-        if train_loss is None or val_loss is None:
+        try:
+            train_loss = self._mean_loss(self.data.train, self.train_len)
+            val_loss = self._mean_loss(self.data.val, self.val_len)
+        except EvaluationCut:
             return
         s.last_eval_step = s.step
         if s.best_val is None or val_loss < s.best_val:
@@ -258,10 +259,7 @@ class Run(RunSetup):
         best_val = s.best_val if s.best_val is not None else math.nan
         weights = self.best if self.best is not None else weights_to_numpy(self.model)
         load_weights(self.model, weights)  # report the train loss of the weights saved
-        batch, n_windows = self.cfg.batch_size, self.cfg.eval_windows
-        train_loss = mean_loss(
-            self.model, self.eval_loss, self.data.train, self.train_len, batch, n_windows
-        )
+        train_loss = self._mean_loss(self.data.train, self.train_len, interruptible=False)
         bpc = val_bits_per_char(best_val, self.data.val)
         card = model_card(
             self.cfg,
