@@ -43,6 +43,13 @@ def workspace(root: Path, notes: int = 4) -> Path:
     return root
 
 
+def notes_and_personal_model(tmp_path: Path, model_dir: Path) -> tuple[Path, Path]:
+    """A notes folder, and a copy of ``model_dir`` as the personal model a round replaces."""
+    out = tmp_path / "personal"
+    shutil.copytree(model_dir, out)
+    return workspace(tmp_path / "notes"), out
+
+
 def weights_of(directory: Path) -> dict[str, np.ndarray]:
     return files.load_model(directory).weights
 
@@ -86,9 +93,7 @@ def test_judge_swaps_only_when_both_improve(after: Measured, swapped: bool) -> N
 def test_a_round_replaces_the_model_only_with_a_better_one(
     tmp_path: Path, tiny_model_dir: Path, better: bool
 ) -> None:
-    notes = workspace(tmp_path / "notes")
-    out = tmp_path / "personal"
-    shutil.copytree(tiny_model_dir, out)
+    notes, out = notes_and_personal_model(tmp_path, tiny_model_dir)
     old = weights_of(out)
     scores = iter([Measured(2.0, 0.2, 0.3), Measured(1.5 if better else 2.5, 0.3, 0.3)])
     verdict = learn_round(
@@ -149,9 +154,7 @@ def test_the_learn_command_refuses_what_it_cannot_check(tmp_path: Path, tiny_mod
 def test_killing_a_round_leaves_the_served_model_whole(
     tmp_path: Path, tiny_model_dir: Path, fault: str
 ) -> None:
-    notes = workspace(tmp_path / "notes")
-    out = tmp_path / "personal"
-    shutil.copytree(tiny_model_dir, out)
+    notes, out = notes_and_personal_model(tmp_path, tiny_model_dir)
     old = weights_of(out)
     killed = run_faulty_learning(fault, notes, "--model", out, "--out", out, *QUICK)
     assert killed.returncode == -signal.SIGKILL
@@ -170,9 +173,7 @@ def test_killing_a_round_leaves_the_served_model_whole(
 def test_a_killed_round_at_any_moment_leaves_a_model_that_loads(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    notes = workspace(tmp_path / "notes")
-    out = tmp_path / "personal"
-    shutil.copytree(tiny_model_dir, out)
+    notes, out = notes_and_personal_model(tmp_path, tiny_model_dir)
     command = [sys.executable, "-m", "ghostwrite.server.cli", "learn", str(notes)]
     command += ["--model", str(out), "--out", str(out), *QUICK, "--progress", "json"]
     for delay in (0.5, 1.5, 3.0, 5.0):
@@ -186,9 +187,7 @@ def test_a_killed_round_at_any_moment_leaves_a_model_that_loads(
 
 
 def test_a_round_stops_when_its_parent_goes(tmp_path: Path, tiny_model_dir: Path) -> None:
-    notes = workspace(tmp_path / "notes")
-    out = tmp_path / "personal"
-    shutil.copytree(tiny_model_dir, out)
+    notes, out = notes_and_personal_model(tmp_path, tiny_model_dir)
     command = [sys.executable, "-m", "ghostwrite.server.cli", "learn", str(notes), "--background"]
     command += ["--model", str(out), "--out", str(out), "--steps", "100000", "--progress", "json"]
     process = subprocess.Popen(
