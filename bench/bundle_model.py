@@ -1,19 +1,22 @@
 """Package a trained model as ghostwrite's bundled default (``model/bundled``).
 
-    python bench/bundle_model.py TRAINED_MODEL_DIR PATH... [--exclude GLOB] [--out model/bundled]
+    python bench/bundle_model.py TRAINED_MODEL_DIR PATH... [--exclude GLOB] [--licence GLOB=TEXT]
+        [--out model/bundled]
 
 PATH... and --exclude are the ones the model was trained with. Stores the weights as float16
 (half the size; this script measures on the held-out files that predictions barely move, and
 prints it), and adds to the card what a reader of ``ghostwrite info`` wants to know: every file,
 whether it was trained on or held out (the training run's card names the held-out files), where
-it came from and under which licence (the ``SOURCES.tsv`` beside the files), and the attribution
-a licence asks for.
+it came from and under which licence (the ``SOURCES.tsv`` beside the files, or ``--licence`` for
+the files whose ``SOURCES.tsv`` has no licence column), and the attribution a licence asks for.
+A file whose licence is not known is refused: the card must name every source's licence.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import re
 from pathlib import Path
 
@@ -41,8 +44,6 @@ def training_stages(model_dir: Path) -> list[dict[str, object]]:
     return stages
 
 
-# The licence of the six shared books (their SOURCES.tsv has no licence column).
-GUTENBERG_LICENCE = "public domain (US); Project Gutenberg edition with its licence text"
 # A corpus README states each attribution its licences ask for as a quoted sentence after
 # "CC-BY-4.0:"; it is read from there, never copied here.
 ATTRIBUTION = re.compile(r'CC-BY-4\.0: "([^"]+)"')
@@ -59,8 +60,9 @@ def read_attributions(folders: set[Path]) -> list[str]:
     return found
 
 
-def read_sources(folders: set[Path]) -> dict[str, dict[str, str]]:
-    """Each file's source and licence from the SOURCES.tsv files of the given folders."""
+def read_sources(folders: set[Path], licences: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each file's source and licence from the SOURCES.tsv files of the given folders; a row
+    without a licence takes the one whose glob (in ``licences``) matches its file name."""
     sources: dict[str, dict[str, str]] = {}
     for folder in folders:
         path = folder / "SOURCES.tsv"
@@ -70,8 +72,9 @@ def read_sources(folders: set[Path]) -> dict[str, dict[str, str]]:
             for row in csv.DictReader(handle, delimiter="\t"):
                 repo = row.get("source_repository") or row.get("source_repo") or ""
                 where = row.get("paths") or row.get("path") or ""
-                licence = row.get("licence") or (
-                    GUTENBERG_LICENCE if row["file"].startswith("gutenberg-") else "unknown"
+                licence = row.get("licence") or next(
+                    (text for glob, text in licences.items() if fnmatch.fnmatch(row["file"], glob)),
+                    "",
                 )
                 sources[row["file"]] = {"source": f"github.com/{repo}/{where}", "licence": licence}
     return sources
@@ -82,18 +85,33 @@ def main() -> None:
     parser.add_argument("trained", type=Path)
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    parser.add_argument(
+        "--licence",
+        action="append",
+        default=[],
+        metavar="GLOB=TEXT",
+        help="the licence of the files matching GLOB whose SOURCES.tsv does not state one",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "model" / "bundled")
     args = parser.parse_args()
+    if not all("=" in given for given in args.licence):
+        parser.error("--licence takes GLOB=TEXT")
+    licences = dict(given.split("=", 1) for given in args.licence)
 
     trained = files.load_model(args.trained)
     corpus = scan(args.paths, exclude=args.exclude)
     held_out = set(trained.card.get("corpus", {}).get("val_file_names", []))
     if not held_out:
         raise SystemExit(f"{args.trained}'s card names no held-out files (train with --hold-out)")
-    sources = read_sources({f.path.parent for f in corpus.files})
+    sources = read_sources({f.path.parent for f in corpus.files}, licences)
+    unlicensed = sorted(
+        f.path.name for f in corpus.files if not sources.get(f.path.name, {}).get("licence")
+    )
+    if unlicensed:
+        raise SystemExit(f"no licence known for {', '.join(unlicensed)} (give --licence GLOB=TEXT)")
     trained_on = []
     for f in sorted(corpus.files, key=lambda f: f.path.name):
-        source = sources.get(f.path.name, {"source": "unknown", "licence": "unknown"})
+        source = sources[f.path.name]
         trained_on.append(
             {
                 "file": f.path.name,

@@ -3,14 +3,12 @@
     python bench/heldout.py --models OLD model/bundled
 
 Text sets (each character predicted once, from up to a full context of the text before it: the
-measure ``ghostwrite eval`` reports). The held-out files are the ones the last model's card
-names (``--hold-out`` at training), read from ``../shared/data``, grouped by kind:
-- classic: the held-out shared Project Gutenberg books (``gutenberg-*``, with their header and
-  licence, as the shared files have them);
-- held-out book: the corpus's held-out books (``book-*``);
-- modern, held out: the corpus's other held-out files (guides, PEPs);
-- modern, outside the corpus: the long descriptions (markdown or reStructuredText, prose mixed
-  with code) in the ``*.dist-info/METADATA`` files of the packages installed beside ghostwrite.
+measure ``ghostwrite eval`` reports):
+- held out: the files the last model's card names (``--hold-out`` at training), found by name
+  under ``../shared/data`` and grouped by the prefix of their names (the folder's own naming of
+  its kinds of source: ``SOURCES.tsv`` there says what each file is);
+- outside the corpus: the long descriptions (markdown or reStructuredText, prose mixed with code)
+  in the ``*.dist-info/METADATA`` files of the packages installed beside ghostwrite.
 """
 
 from __future__ import annotations
@@ -33,26 +31,22 @@ MIN_DESCRIPTION_CHARS = 1000  # shorter ones are mostly a title and a link
 
 
 def held_out_sets(names: list[str]) -> dict[str, list[str]]:
-    """The held-out files, found under ``DATA`` by name, read and grouped by kind."""
+    """The held-out files, found under ``DATA`` by name, read and grouped by name prefix."""
     found = {path.name: path for path in sorted(DATA.rglob("*.txt"))}
     missing = [name for name in names if name not in found]
     if missing:
         raise SystemExit(f"held-out files not found under {DATA}: {', '.join(missing)}")
-    groups: dict[str, list[str]] = {
-        "classic (held-out Gutenberg books)": [],
-        "held-out book (corpus)": [],
-        "modern, held out (corpus)": [],
-    }
+    groups: dict[str, list[Path]] = {}
     for name in sorted(names):
-        kind = (
-            "classic (held-out Gutenberg books)"
-            if name.startswith("gutenberg-")
-            else "held-out book (corpus)"
-            if name.startswith("book-")
-            else "modern, held out (corpus)"
-        )
-        groups[kind].append(normalise(found[name].read_bytes())[0])
-    return {label: texts for label, texts in groups.items() if texts}
+        groups.setdefault(name.split("-")[0], []).append(found[name])
+    sets = {}
+    for prefix, paths in groups.items():
+        folder = paths[0].parent.relative_to(DATA.parent)
+        count = f"{len(paths)} file" + "s" * (len(paths) > 1)
+        sets[f"held out: {prefix}-* in {folder}/ ({count})"] = [
+            normalise(path.read_bytes())[0] for path in paths
+        ]
+    return sets
 
 
 def package_descriptions() -> list[str]:
