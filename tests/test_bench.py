@@ -79,9 +79,11 @@ def test_bigram_suggests_the_next_word_after_a_whole_word(monkeypatch):
 def test_personal_scenario_compares_both_models_with_the_ngram(tiny_model_dir, tmp_path):
     folder = make_corpus(tmp_path / "notes", 10)
     out = run_bench(
-        "personal.py", "--folder", folder, "--model", tiny_model_dir, "--minutes", "0.05",
-        "--chars", "120", "--spans", "2",
+        "personal.py", "--folder", folder, "--model", tiny_model_dir, "--steps", "3",
+        "--chars", "120", "--spans", "2", "--adaptive", "--record", tmp_path / "recordings",
     )  # fmt: skip
+    recordings = {p.name for p in (tmp_path / "recordings").iterdir()}
+    assert recordings == {f"{tiny_model_dir.name}.npz", "fine-tuned.npz"}
     rows = [line for line in out.splitlines() if line.startswith("| ") and "%" in line]
     names = [row.split("|")[1].strip() for row in rows]
     assert names[0].startswith("word n-gram")
