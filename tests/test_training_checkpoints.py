@@ -22,7 +22,12 @@ from tests.helpers.training import metrics, tiny_config
 
 
 def finish(process: subprocess.Popen[str], events: list[dict]) -> tuple[int, list[dict], str]:
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a run that ignored the signal must not outlive the test
+        process.communicate()
+        raise
     return process.returncode, events + [json.loads(line) for line in out.splitlines()], err
 
 
