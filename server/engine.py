@@ -12,9 +12,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .calibration import OnlineCalibration
 from .dictionary import WordStats, WorkspaceIndex, index_workspace
 from .loaded_model import LoadedModel
-from .ranking import Suggestion
+from .ranking import Suggestion, WordScoring
 from .suggester import Suggester, SuggestOptions
 
 # Model caches (one context window of keys and values each, plus the last suggestion) are kept
@@ -35,6 +36,14 @@ class Job:
         return self.cancelled.is_set() or self.current_version() != self.version
 
 
+def fresh_calibration() -> OnlineCalibration | None:
+    """The calibration a writer's word suggestions start from (None: the fixed one, or none)."""
+    scoring = WordScoring()
+    if scoring.calibration is None or not scoring.learns_calibration:
+        return None
+    return OnlineCalibration(scoring.calibration)
+
+
 class Engine:
     """The loaded model, a ``Suggester`` per document and the one thread that runs the model."""
 
@@ -47,6 +56,7 @@ class Engine:
         self._jobs: list[Job] = []
         self.workspace: WorkspaceIndex | None = None
         self._indexing = threading.Lock()
+        self.calibration = fresh_calibration()
 
     def index_workspace(self, folders: list[str]) -> WorkspaceIndex:
         """Replace the workspace's words in the dictionary with a fresh index of ``folders``
@@ -63,8 +73,10 @@ class Engine:
             return index
 
     def set_model(self, model: LoadedModel | None) -> None:
-        """Switch models atomically: running jobs finish on the old one, new jobs use this."""
+        """Switch models atomically: running jobs finish on the old one, new jobs use this
+        (and a calibration of its own, which starts again from the fitted one)."""
         self.model = model
+        self.calibration = fresh_calibration()
 
     def supersede(self, job: Job) -> None:
         """Make ``job`` the current request: older ones, waiting or running, stop (one cursor)."""
@@ -85,7 +97,7 @@ class Engine:
             return []
         suggester = self._suggesters.pop(job.uri, None)
         if suggester is None or suggester.model is not model:
-            suggester = Suggester(model)
+            suggester = Suggester(model, calibration=self.calibration)
         self._suggesters[job.uri] = suggester
         while len(self._suggesters) > CACHED_DOCUMENTS:
             self._suggesters.popitem(last=False)  # its next request re-reads its context
@@ -102,6 +114,7 @@ class Engine:
         """Drop every document's cache and the dictionary: the next client starts afresh."""
         self.stats = WordStats()
         self.workspace = None
+        self.calibration = fresh_calibration()
         self._worker.submit(self._suggesters.clear)
 
     def cancel_all(self) -> None:

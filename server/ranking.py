@@ -1,6 +1,6 @@
 """Rescoring word suggestions: the model's words and the dictionary's, scored by the product of
-the two, and a calibration fitted on held-out text that turns the product into how often such a
-suggestion is the next word (so the ``confidence`` threshold means what it says)."""
+the two, which a calibration (``calibration.py``) turns into how often such a suggestion is the
+next word."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from ghostwrite.model.words import WORD, word_start
 
+from .calibration import Calibration
 from .dictionary import WordDistribution, WordStats
 
 
@@ -19,6 +20,9 @@ from .dictionary import WordDistribution, WordStats
 class Suggestion:
     text: str
     probability: float  # what the confidence threshold applies to
+    # A rescored word suggestion's renormalised product, which the calibration maps to
+    # ``probability`` (None for the model's own suggestions).
+    product: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,26 +110,9 @@ def product(model: np.ndarray, dictionary: np.ndarray, unseen: float) -> np.ndar
     return both * (model.sum() / total) if total > 0 else both
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """P(the suggestion is the next word) = sigmoid(slope * logit p + intercept): monotone, so it
-    keeps the ranking and changes only what a probability (and the threshold) means."""
-
-    slope: float
-    intercept: float
-
-    def __call__(self, p: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.slope * logit(p) + self.intercept)))
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-9, 1 - 1e-9)
-    return np.log(q / (1 - q))
-
-
-# Fitted on Jekyll and Hyde, outside every evaluation set, with the bundled model
-# (python bench/keystrokes.py --model model/bundled --fit prints it).
-CALIBRATION = Calibration(0.7424, -0.239)
+# Fitted on Jekyll and Hyde, outside every evaluation set, with the bundled model and the
+# default pipeline (python bench/keystrokes.py --model model/bundled --fit prints it).
+CALIBRATION = Calibration(0.6999, -0.2857)
 
 
 @dataclass(frozen=True)
@@ -144,6 +131,9 @@ class WordScoring:
     by_savings: bool = True
     # What a word suggestion's probability means (None: the renormalised product itself).
     calibration: Calibration | None = CALIBRATION
+    # Whether the server goes on fitting that calibration to what the writer types
+    # (``OnlineCalibration``), starting from the fitted one.
+    learns_calibration: bool = True
 
 
 def rescore_with_dictionary(
@@ -152,14 +142,15 @@ def rescore_with_dictionary(
     stats: WordStats,
     scoring: WordScoring,
     word_probabilities: Callable[[list[str]], np.ndarray],
+    calibration: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[Suggestion]:
     """Rescore the model's words and the dictionary's (a cache language model) by the product of
     the two: P_model(text) * P_dictionary(word | previous word, typed prefix). The model judges
     the context, the dictionary which words this writer uses; their product favours words both
     expect. The model scores every candidate exactly (``word_probabilities``). The products are
-    renormalised to the model's total for the candidates, then calibrated (``scoring``) into how
-    often such a suggestion was the next word on held-out text, which the confidence threshold
-    applies to."""
+    renormalised to the model's total for the candidates, then calibrated (``calibration``, else
+    ``scoring``'s) into how often such a suggestion is the next word, which the confidence
+    threshold applies to."""
     candidates = word_candidates(
         before, [s.text for s in found], stats, word_probabilities, scoring.dictionary_candidates
     )
@@ -169,22 +160,9 @@ def rescore_with_dictionary(
     if model.sum() <= 0:
         return found  # nothing fits in the model's window
     both = product(model, candidates.dictionary, scoring.unseen_word)
-    shown = both if scoring.calibration is None else scoring.calibration(both)
+    calibrate = calibration or scoring.calibration
+    shown = both if calibrate is None else calibrate(both)
     # Ranked by the product, whose order the calibration keeps.
     saved = np.array([len(t) - 1 for t in candidates.texts]) if scoring.by_savings else 1
     order = np.argsort(-(both * saved), kind="stable")
-    return [Suggestion(candidates.texts[i], float(shown[i])) for i in order]
-
-
-def fit_calibration(p: np.ndarray, right: np.ndarray) -> Calibration:
-    """Logistic regression of ``right`` (0/1) on logit ``p`` (Newton's method)."""
-    x = np.stack([logit(p), np.ones(len(p))], axis=1)
-    y = right.astype(np.float64)
-    w = np.zeros(2)
-    for _ in range(100):
-        q = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
-        step = np.linalg.solve((x * (q * (1 - q))[:, None]).T @ x + 1e-9 * np.eye(2), x.T @ (q - y))
-        w -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return Calibration(round(float(w[0]), 4), round(float(w[1]), 4))
+    return [Suggestion(candidates.texts[i], float(shown[i]), float(both[i])) for i in order]

@@ -161,6 +161,7 @@ class GhostwriteServer(LanguageServer):
     def status(self) -> dict[str, Any]:
         model = self.engine.model
         index = self.engine.workspace
+        calibration = self.engine.calibration
         indexed = None
         if index is not None:
             indexed = {"files": index.files, "bytes": index.bytes, "skipped": index.skipped}
@@ -175,6 +176,7 @@ class GhostwriteServer(LanguageServer):
             "workspaceIndex": indexed,
             "cachedDocuments": self.engine.cached_documents,
             "dictionary": self.engine.stats.summary(),
+            "calibration": calibration.summary() if calibration is not None else None,
             "training": self.training.state(),
             "learning": self.learner.state(),
         }

@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ghostwrite.server.calibration import Calibration, fit_calibration
 from ghostwrite.server.dictionary import WordStats
 from ghostwrite.server.ranking import (
-    Calibration,
     Suggestion,
     WordContext,
     WordScoring,
-    fit_calibration,
     product,
     rescore_with_dictionary,
     word_candidates,
