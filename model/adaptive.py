@@ -147,8 +147,10 @@ class AdaptiveModel:
     def observe(self, text: bytes, logits_before: np.ndarray | None) -> None:
         """The document now reads ``text`` up to the cursor; ``logits_before`` are the GPT's for
         the byte after the previous ``text``. One byte typed trains the mixer and the n-gram;
-        more are only counted; anything else (an edit before the end, another place in the
-        document) starts a fresh n-gram on the end of the text, keeping the mixer's weights."""
+        more (a paste: its last ``read_bytes``) are only counted. The first text read counts
+        its last ``read_bytes``; anything else (an edit before the end, another place in the
+        document) keeps the counts, which still describe the document, and goes on from the new
+        cursor: no request pays for reading the document again."""
         seen = self.seen
         if text == seen:
             return
@@ -160,10 +162,11 @@ class AdaptiveModel:
                 gpt = gpt - gpt.max()
                 gpt -= np.log(np.exp(gpt).sum())
                 self.mixer.learn(gpt, np.log(p), longest, new[0])
-            self.ngram.update(new)
-        else:
-            self.ngram = ByteNgram(self.order)
+            self.ngram.update(new[-self.read_bytes :])
+        elif not seen:
             self.ngram.update(text[-self.read_bytes :])
+        else:
+            self.ngram.history = text[-self.order :] if self.order else b""
         self.seen = text
 
     def word_probabilities(

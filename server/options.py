@@ -52,8 +52,9 @@ class ServerOptions:
     confidence: float = option(
         DEFAULTS.confidence,
         "Show a suggestion only when it is at least this likely to be right (0 to 1). Word "
-        "suggestions with the dictionary are calibrated: at 0.4, about 40% of those shown are "
-        "the next word. Other suggestions use the model's probability of the whole text.",
+        "suggestions with the dictionary are calibrated, and the calibration goes on learning "
+        "from what you type after each: at 0.4, about 40% of those shown are the next word. "
+        "Other suggestions use the model's probability of the whole text.",
         minimum=0.0,
         maximum=1.0,
     )
@@ -77,7 +78,7 @@ class ServerOptions:
     adaptive: bool = option(
         DEFAULTS.adaptive,
         "Score word suggestions with the model mixed with a character model of the document "
-        "that learns as you type (your names and phrases; more keystrokes saved, slower).",
+        "that learns as you type (your names and phrases: more keystrokes saved).",
     )
     learn: bool = option(
         False,

@@ -104,7 +104,7 @@ def test_mixed_word_probabilities_are_the_models_while_the_mixer_trusts_only_it(
     )
 
 
-def test_the_document_model_follows_typing_and_restarts_after_an_edit(scripted_model_dir):
+def test_the_document_model_follows_typing_and_moves_with_the_cursor(scripted_model_dir):
     from ghostwrite.server.loaded_model import LoadedModel
     from ghostwrite.server.suggester import Suggester, SuggestOptions
 
@@ -119,8 +119,10 @@ def test_the_document_model_follows_typing_and_restarts_after_an_edit(scripted_m
     suggester.candidates(text, options, stats)  # one character typed: the mixer learns from it
     assert not np.array_equal(adaptive.mixer.weights, before)
     assert adaptive.ngram.distribution(b"Zanz")[1] == 4
-    suggester.candidates("Zebra", options, stats)  # not a continuation: a fresh n-gram of this text
+    suggester.candidates("Zebra", options, stats)  # an edit: the counts stay, the cursor moves
     assert adaptive.seen == b"Zebra"
-    assert adaptive.ngram.distribution(b"Zanz")[1] < 4
+    assert adaptive.ngram.distribution(b"Zanz")[1] == 4
+    suggester.candidates("Zebras", options, stats)  # counted after the new cursor's text
+    assert adaptive.ngram.distribution(b"Zebra")[1] == 5
     probabilities = suggester.mixed_word_probabilities(["ebra", "q"])
     assert all(0 < p < 1 for p in probabilities)
