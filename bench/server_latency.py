@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ghostwrite.server.documents import UTF16, code_units
+from ghostwrite.server.suggester import SuggestOptions
 from ghostwrite.server.transport import FrameParser
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -183,15 +184,19 @@ def main() -> None:
     parser.add_argument(
         "--workspace", type=Path, help="a workspace folder (its words go in the dictionary)"
     )
-    parser.add_argument("--adaptive", action="store_true", help="the adaptive option on")
+    parser.add_argument(
+        "--adaptive",
+        action=argparse.BooleanOptionalAction,
+        default=SuggestOptions.adaptive,
+        help="the adaptive option (the server's default: %(default)s)",
+    )
     args = parser.parse_args()
 
     text = load_text(args.file)
     prefix = text[max(0, args.start - args.context) : args.start]
     span = text[args.start : args.start + args.chars]
     settings = {"maxChars": args.max_chars, "stop": args.stop, "confidence": args.confidence}
-    if args.adaptive:
-        settings["adaptive"] = True
+    settings["adaptive"] = args.adaptive
     typing = replay(args.model, prefix, span, settings, args.workspace)
     print(
         f"model {args.model}; {len(span)} keystrokes of {args.file.name}; settings {settings}; "
