@@ -43,7 +43,7 @@ class SuggestOptions:
     search: SearchOptions = SEARCH_DEFAULTS
     # The most precise threshold that still saves 1.5x the keystrokes of a word n-gram at 1.5x
     # its precision, on text outside the benchmark's (bench/README.md, the curve).
-    confidence: float = 0.2
+    confidence: float = 0.175
     dictionary: bool = True  # rescore word suggestions with the personal dictionary
     # Words scored by the model mixed with the document's byte n-gram: on Neovim's manual as new
     # writing, 26.1% of keystrokes saved against 21.1% without (bench/README.md).
