@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ghostwrite.model.search import STOP_RULES
+from ghostwrite.model.search import STOP_RULES, WORD_MAX_BYTES
 from ghostwrite.training.config import LEARN_STEPS
 
 from .suggester import SEARCH_DEFAULTS, SuggestOptions
@@ -36,7 +36,10 @@ class ServerOptions:
         "else the bundled model.",
     )
     max_chars: int = option(
-        SEARCH_DEFAULTS.max_chars, "Longest suggestion, in characters.", minimum=1, maximum=256
+        SEARCH_DEFAULTS.max_chars,
+        f"Longest suggestion, in characters (a `word` suggestion: at most {WORD_MAX_BYTES}).",
+        minimum=1,
+        maximum=256,
     )
     stop: str = option(
         SEARCH_DEFAULTS.stop,

@@ -6,6 +6,7 @@ import pytest
 
 from ghostwrite.model import Completer, SearchOptions, make_sampler
 from ghostwrite.model.inference import log_softmax
+from ghostwrite.model.search import WORD_MAX_BYTES
 from ghostwrite.model.tokenizer import encode
 from tests.helpers.scripted import LAZY, LAZY_TEXT, Successors, log_probabilities, scripted_model
 
@@ -71,6 +72,15 @@ def test_word_stop_ends_before_the_boundary():
     [best] = completer(script).complete("The fox goes home to the for", options)
     assert best.text == "est"
     assert best.probability == pytest.approx(0.9**4, rel=1e-4)  # the comma that ends it counts
+
+
+def test_a_word_search_goes_no_further_than_a_word_can():
+    endless = {"s": {"a": 0.9}, "a": {"a": 0.9}}  # after "is", a word that never ends
+    model = completer(endless)
+    [word] = model.complete("The sea is", SearchOptions(stop="word", max_chars=64))
+    assert word.text == "a" * WORD_MAX_BYTES
+    [line] = model.complete("The sea is", SearchOptions(stop="none", max_chars=40))
+    assert line.text == "a" * 40
 
 
 def test_phrase_stop_includes_punctuation_and_line_stop_excludes_newline():
