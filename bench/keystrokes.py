@@ -235,7 +235,8 @@ def record(
     for text in workspace:
         stats.add(text)
     ngram = Bigram(stats)
-    options = SuggestOptions(adaptive=adaptive)
+    # No search budget: the recording is what the search finds, on a slow machine or a fast one.
+    options = SuggestOptions(adaptive=adaptive, word_search_budget_s=None)
     suggester = Suggester(model)
     word_probabilities = suggester.word_scorer(options)
     typed = ""

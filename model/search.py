@@ -36,7 +36,8 @@ class SearchOptions:
     top_p: float = 1.0
     seed: int | None = None
     # Past this many seconds of searching, a multi-word suggestion that has narrowed to one beam
-    # ends at its last whole word (None: no limit). Bounds the latency tail of long suggestions.
+    # ends at its last whole word, and a word search that has finished a word returns the words
+    # it has (None: no limit). Bounds the latency tail on a slow or busy machine.
     time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -155,7 +156,8 @@ def search(
     until the best has finished its first word, then extends that beam greedily: the beams
     choose the word a user accepts first, and one beam costs a third of four for the rest of a
     32-character line (the latency tail of bench/server_latency.py). With a time budget, that
-    greedy part stops when the budget is spent and the suggestion ends at its last whole word.
+    greedy part stops when the budget is spent and the suggestion ends at its last whole word;
+    a word search stops then too, once it has finished a word, and returns the words it has.
     """
     longest = (
         min(options.max_chars, WORD_MAX_BYTES) if options.stop == "word" else options.max_chars
@@ -216,11 +218,14 @@ def search(
             survivors, parents = survivors[:1], parents[:1]
         if last_step or not survivors or (should_stop is not None and should_stop()):
             break
-        if live == 1 and deadline is not None and time.perf_counter() > deadline:
-            words = _whole_words(survivors[0])
-            if words.strip():
-                finished[words] = max(finished.get(words, -np.inf), survivors[0].logp)
-            break
+        if deadline is not None and time.perf_counter() > deadline:
+            if live == 1:
+                words = _whole_words(survivors[0])
+                if words.strip():
+                    finished[words] = max(finished.get(words, -np.inf), survivors[0].logp)
+                break
+            if options.stop == "word" and finished:
+                break  # the words found so far
         if not sampling and len(finished) >= options.candidates:
             kth_best = sorted(finished.values(), reverse=True)[options.candidates - 1]
             if max(b.logp for b in survivors) < kth_best:

@@ -5,7 +5,7 @@ language server (through ``engine``) and bench/keystrokes.py both run it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,6 +48,10 @@ class SuggestOptions:
     # Words scored by the model mixed with the document's byte n-gram: on Neovim's manual as new
     # writing, 26.1% of keystrokes saved against 21.1% without (bench/README.md).
     adaptive: bool = True
+    # A word request is a search, then one pass that scores every candidate (the search's and
+    # the dictionary's); past this much searching, the search returns the words it has finished,
+    # so that both stay within 20 ms on a slow machine too (None: no limit).
+    word_search_budget_s: float | None = 0.01
 
     @property
     def rescores(self) -> bool:
@@ -128,7 +132,9 @@ class Suggester:
         returns a candidate per beam (the dictionary may prefer any of them), and with
         ``adaptive`` the document's byte n-gram first learns the text typed since the last call."""
         anchor = max(0, (len(before) - ANCHOR_CHARS) // ANCHOR_CHARS * ANCHOR_CHARS)
-        search = options.search.every_beam() if for_rescoring else options.search
+        search = options.search
+        if for_rescoring:
+            search = replace(search.every_beam(), time_budget_s=options.word_search_budget_s)
         if for_rescoring and options.adaptive:
             if self.adaptive is None:
                 self.adaptive = AdaptiveModel()

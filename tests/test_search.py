@@ -83,6 +83,20 @@ def test_a_word_search_goes_no_further_than_a_word_can():
     assert line.text == "a" * 40
 
 
+def test_a_spent_budget_ends_a_word_search_at_its_first_finished_words():
+    # After "the ", "a" ends at once; the likelier "b..." goes on for a while before it ends.
+    script = {" ": {"b": 0.6, "a": 0.3}, "a": {" ": 0.9}, "b": {"c": 0.9}, "c": {"d": 0.9}}
+    script["d"] = {"e": 0.9}
+    script["e"] = {" ": 0.9}
+    model = completer(script)
+    options = SearchOptions(stop="word", candidates=4)
+    unhurried = [c.text for c in model.complete("Look at the ", options)]
+    assert unhurried[0] == "bcde" and "a" in unhurried
+    spent = SearchOptions(stop="word", candidates=4, time_budget_s=1e-9)
+    hurried = [c.text for c in completer(script).complete("Look at the ", spent)]
+    assert hurried[0] == "a" and max(map(len, hurried)) == 1  # what the second step finished
+
+
 def test_phrase_stop_includes_punctuation_and_line_stop_excludes_newline():
     blue = {"d": {" ": 0.9}, " ": {"b": 0.9}, "b": {"l": 0.9}, "l": {"u": 0.9}, "u": {"e": 0.9}}
     blue["e"] = {",": 0.9}
