@@ -235,8 +235,7 @@ def record(
     for text in workspace:
         stats.add(text)
     ngram = Bigram(stats)
-    # No search budget: the recording is what the search finds, on a slow machine or a fast one.
-    options = SuggestOptions(adaptive=adaptive, word_search_budget_s=None)
+    options = SuggestOptions(adaptive=adaptive)
     suggester = Suggester(model)
     word_probabilities = suggester.word_scorer(options)
     typed = ""
@@ -258,7 +257,8 @@ def record(
             ngram_shown.append(bool(guess))
             word = first_word(guess) if guess else ""
             ngram_match.append(len(word) if word and text.startswith(word, i) else 0)
-            # The candidates the server's rescoring starts from.
+            # The candidates the server's rescoring starts from, with no deadline: the recording
+            # is what the search finds, on a slow machine or a fast one.
             found = [s for s in suggester.model_candidates(before, options, True) if s.text]
             beam_p = {s.text: s.probability for s in found}
             candidates = word_candidates(before, list(beam_p), stats, word_probabilities, limit)

@@ -122,7 +122,9 @@ class Completer:
         text: str,
         options: SearchOptions | None = None,
         should_stop: Callable[[], bool] | None = None,
+        deadline: float | None = None,
     ) -> list[Completion]:
+        """Continuations of ``text``, best first; ``deadline``: see ``search``."""
         options = options or SearchOptions()
         tokens = tokenizer.encode(text)
         logits_before = self._next_logits
@@ -132,7 +134,7 @@ class Completer:
         results = self._follow_previous(tokens, options, logits_before, logits)
         if results is None:
             self.searches += 1
-            results = search(self.decoder, self.cache, logits[-1], options, should_stop)
+            results = search(self.decoder, self.cache, logits[-1], options, should_stop, deadline)
         self._previous = (tokens, options, results)
         return results
 

@@ -36,8 +36,9 @@ class SearchOptions:
     top_p: float = 1.0
     seed: int | None = None
     # Past this many seconds of searching, a multi-word suggestion that has narrowed to one beam
-    # ends at its last whole word, and a word search that has finished a word returns the words
-    # it has (None: no limit). Bounds the latency tail on a slow or busy machine.
+    # ends at its last whole word, and a word search that has finished a word goes on only with
+    # the beams that could still beat it (None: no limit). Bounds the latency tail on a slow or
+    # busy machine.
     time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -144,6 +145,7 @@ def search(
     logits: np.ndarray,
     options: SearchOptions,
     should_stop: Callable[[], bool] | None = None,
+    deadline: float | None = None,
 ) -> list[Completion]:
     """Continuations of the text in ``prefix`` (whose next-token ``logits`` are given), best first.
 
@@ -157,7 +159,9 @@ def search(
     choose the word a user accepts first, and one beam costs a third of four for the rest of a
     32-character line (the latency tail of bench/server_latency.py). With a time budget, that
     greedy part stops when the budget is spent and the suggestion ends at its last whole word;
-    a word search stops then too, once it has finished a word, and returns the words it has.
+    a word search that has finished a word then goes on only with the beams that could still
+    beat it, and returns as soon as none can.
+    ``deadline`` (a ``time.perf_counter()`` time) ends the budget earlier when it comes first.
     """
     longest = (
         min(options.max_chars, WORD_MAX_BYTES) if options.stop == "word" else options.max_chars
@@ -173,8 +177,9 @@ def search(
     finished: dict[bytes, float] = {}
     narrow = not sampling and options.stop in ("phrase", "line") and options.candidates == 1
     live = width  # beams kept per step: 1 once narrowed
-    budget = options.time_budget_s
-    deadline = None if budget is None else time.perf_counter() + budget
+    if options.time_budget_s is not None:
+        own = time.perf_counter() + options.time_budget_s
+        deadline = own if deadline is None else min(own, deadline)
     step_logits = logits[None, :]
     for step in range(steps):
         logprobs = log_softmax(step_logits.astype(np.float64))  # (B, V)
@@ -219,13 +224,18 @@ def search(
         if last_step or not survivors or (should_stop is not None and should_stop()):
             break
         if deadline is not None and time.perf_counter() > deadline:
-            if live == 1:
+            if options.stop == "word" and finished:
+                # Only the beams that could still beat the best word found go on.
+                best_word = max(finished.values())
+                rivals = [i for i, b in enumerate(survivors) if b.logp > best_word]
+                if not rivals:
+                    break
+                survivors, parents = [survivors[i] for i in rivals], [parents[i] for i in rivals]
+            elif live == 1:
                 words = _whole_words(survivors[0])
                 if words.strip():
                     finished[words] = max(finished.get(words, -np.inf), survivors[0].logp)
                 break
-            if options.stop == "word" and finished:
-                break  # the words found so far
         if not sampling and len(finished) >= options.candidates:
             kth_best = sorted(finished.values(), reverse=True)[options.candidates - 1]
             if max(b.logp for b in survivors) < kth_best:

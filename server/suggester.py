@@ -4,8 +4,9 @@ language server (through ``engine``) and bench/keystrokes.py both run it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,9 +50,11 @@ class SuggestOptions:
     # writing, 26.1% of keystrokes saved against 21.1% without (bench/README.md).
     adaptive: bool = True
     # A word request is a search, then one pass that scores every candidate (the search's and
-    # the dictionary's); past this much searching, the search returns the words it has finished,
-    # so that both stay within 20 ms on a slow machine too (None: no limit).
-    word_search_budget_s: float | None = 0.01
+    # the dictionary's). Its search hurries (``SearchOptions.time_budget_s``) once what is left
+    # of this is what the last scoring pass took, up to half of it, so that both end within it
+    # however fast the machine is (None: no limit). The round trip's target is 20 ms
+    # (bench/server_latency.py).
+    word_budget_s: float | None = 0.015
 
     @property
     def rescores(self) -> bool:
@@ -76,6 +79,7 @@ class Suggester:
         self.outcomes = Outcomes(calibration) if calibration is not None else None
         # The completer reuses its cache, and its last suggestion when the user types along it.
         self.completer = Completer(model.decoder)
+        self.scoring_s = 0.0  # how long the last word request's scoring pass took
         self.adaptive: AdaptiveModel | None = None  # made on the first request that asks for it
 
     def suggest(
@@ -107,8 +111,15 @@ class Suggester:
         """Every continuation considered, best first, before filtering and cutting to the
         number of candidates wanted."""
         rescore = stats is not None and options.rescores
-        found = self.model_candidates(before, options, rescore, should_stop)
+        deadline = None
+        if rescore and options.word_budget_s is not None:
+            # At least half the budget searches: one slow pass (the first, a busy moment) must
+            # not cut the next search short.
+            reserve = min(self.scoring_s, options.word_budget_s / 2)
+            deadline = time.perf_counter() + options.word_budget_s - reserve
+        found = self.model_candidates(before, options, rescore, should_stop, deadline)
         if rescore and stats is not None:
+            scoring_started = time.perf_counter()
             scorer = self.word_scorer(options)
             outcomes = self.outcomes
             if outcomes is not None:
@@ -116,6 +127,7 @@ class Suggester:
             found = rescore_with_dictionary(
                 before, found, stats, self.scoring, scorer, self.calibration
             )
+            self.scoring_s = time.perf_counter() - scoring_started
             best = next((s for s in found if s.text.strip()), None)
             if outcomes is not None and best is not None and best.product is not None:
                 outcomes.expect(before, best.text, best.product)
@@ -127,20 +139,22 @@ class Suggester:
         options: SuggestOptions,
         for_rescoring: bool,
         should_stop: Callable[[], bool] | None = None,
+        deadline: float | None = None,
     ) -> list[Suggestion]:
         """The model's own continuations of ``before``, best first. For rescoring, the search
         returns a candidate per beam (the dictionary may prefer any of them), and with
-        ``adaptive`` the document's byte n-gram first learns the text typed since the last call."""
+        ``adaptive`` the document's byte n-gram first learns the text typed since the last call.
+        ``deadline``: see ``search``."""
         anchor = max(0, (len(before) - ANCHOR_CHARS) // ANCHOR_CHARS * ANCHOR_CHARS)
         search = options.search
         if for_rescoring:
-            search = replace(search.every_beam(), time_budget_s=options.word_search_budget_s)
+            search = search.every_beam()
         if for_rescoring and options.adaptive:
             if self.adaptive is None:
                 self.adaptive = AdaptiveModel()
             # Before the completer moves on: its logits are still those after the previous text.
             self.adaptive.observe(before.encode(), self.completer.next_logits)
-        completions = self.completer.complete(before[anchor:], search, should_stop)
+        completions = self.completer.complete(before[anchor:], search, should_stop, deadline)
         return [Suggestion(c.text, c.probability) for c in completions]
 
     def word_scorer(self, options: SuggestOptions) -> Callable[[list[str]], np.ndarray]:

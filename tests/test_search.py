@@ -1,5 +1,8 @@
 """Samplers on hand-made logits; beam search on scripted models (tests/scripted.py), whose
-suggestions and their probabilities are known exactly."""
+suggestions and their probabilities are known exactly, and the time limits a search keeps."""
+
+import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +11,17 @@ from ghostwrite.model import Completer, SearchOptions, make_sampler
 from ghostwrite.model.inference import log_softmax
 from ghostwrite.model.search import WORD_MAX_BYTES
 from ghostwrite.model.tokenizer import encode
-from tests.helpers.scripted import LAZY, LAZY_TEXT, Successors, log_probabilities, scripted_model
+from ghostwrite.server.dictionary import WordStats
+from ghostwrite.server.loaded_model import LoadedModel
+from ghostwrite.server.suggester import Suggester, SuggestOptions
+from tests.helpers.scripted import (
+    LAZY,
+    LAZY_TEXT,
+    Successors,
+    log_probabilities,
+    save_scripted_model,
+    scripted_model,
+)
 
 
 def test_greedy_sampler_takes_the_argmax():
@@ -83,18 +96,62 @@ def test_a_word_search_goes_no_further_than_a_word_can():
     assert line.text == "a" * 40
 
 
-def test_a_spent_budget_ends_a_word_search_at_its_first_finished_words():
-    # After "the ", "a" ends at once; the likelier "b..." goes on for a while before it ends.
-    script = {" ": {"b": 0.6, "a": 0.3}, "a": {" ": 0.9}, "b": {"c": 0.9}, "c": {"d": 0.9}}
-    script["d"] = {"e": 0.9}
-    script["e"] = {" ": 0.9}
-    model = completer(script)
-    options = SearchOptions(stop="word", candidates=4)
-    unhurried = [c.text for c in model.complete("Look at the ", options)]
-    assert unhurried[0] == "bcde" and "a" in unhurried
-    spent = SearchOptions(stop="word", candidates=4, time_budget_s=1e-9)
-    hurried = [c.text for c in completer(script).complete("Look at the ", spent)]
-    assert hurried[0] == "a" and max(map(len, hurried)) == 1  # what the second step finished
+# After "the ", a short word ends at once and a long one goes on for a while before it ends.
+SHORT_FIRST = {" ": {"a": 0.6, "b": 0.3}, "a": {" ": 0.9}, "b": {"c": 0.9}, "c": {"d": 0.9}}
+SHORT_FIRST |= {"d": {"e": 0.9}, "e": {" ": 0.9}}
+LONG_FIRST = SHORT_FIRST | {" ": {"b": 0.6, "a": 0.3}}
+WORDS = SearchOptions(stop="word", candidates=4)
+SPENT = replace(WORDS, time_budget_s=1e-9)
+
+
+def search_beams(successors: Successors, options: SearchOptions, **kwargs) -> tuple[list, list]:
+    """The words found after "Look at the " and the beams decoded at each step."""
+    model = completer(successors)
+    step_beams = model.decoder.step_beams
+    beams: list[int] = []
+
+    def counting(prefix, cache, tokens):
+        beams.append(len(tokens))
+        return step_beams(prefix, cache, tokens)
+
+    model.decoder.step_beams = counting
+    return [c.text for c in model.complete("Look at the ", options, **kwargs)], beams
+
+
+def test_a_spent_budget_ends_a_word_search_once_its_likeliest_word_is_finished():
+    unhurried, _ = search_beams(SHORT_FIRST, WORDS)
+    assert unhurried[:2] == ["a", "bcde"]
+    hurried, beams = search_beams(SHORT_FIRST, SPENT)
+    assert hurried == ["a"] and beams == [4]  # no beam left could beat "a"
+
+
+def test_a_spent_budget_lets_only_the_beams_that_could_win_go_on():
+    unhurried, beams = search_beams(LONG_FIRST, WORDS)
+    assert unhurried[:2] == ["bcde", "a"] and max(beams[1:]) > 1
+    hurried, beams = search_beams(LONG_FIRST, SPENT)
+    assert hurried[:2] == ["bcde", "a"] and beams[0] > 1 and set(beams[1:]) == {1}
+
+
+def test_a_deadline_ends_a_search_like_its_own_budget():
+    generous = replace(WORDS, time_budget_s=60.0)
+    past, _ = search_beams(SHORT_FIRST, generous, deadline=time.perf_counter())
+    assert past == search_beams(SHORT_FIRST, SPENT)[0] == ["a"]
+
+
+def test_a_word_request_leaves_its_scoring_pass_the_time_the_last_one_took(tmp_path):
+    suggester = Suggester(LoadedModel.load(save_scripted_model(tmp_path, SHORT_FIRST)))
+    options = SuggestOptions(search=SearchOptions(stop="word"), confidence=0.0, word_budget_s=60.0)
+
+    def words() -> set[str]:
+        return {s.text for s in suggester.candidates("Look at the ", options, WordStats())}
+
+    assert "bcde" in words()
+    assert suggester.scoring_s > 0  # measured
+    suggester.scoring_s = 61.0  # the search gets half the budget, 30 s
+    assert "bcde" in words()
+    options = replace(options, word_budget_s=1e-6)
+    suggester.scoring_s = 1e-6 / 2  # the search's half is spent before it starts
+    assert words() == {"a"}
 
 
 def test_phrase_stop_includes_punctuation_and_line_stop_excludes_newline():
