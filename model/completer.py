@@ -8,6 +8,8 @@ the suggestion costs one step). Texts longer than the context slide a window eve
 characters, never indexed past the end. The next window is prefilled ahead of time in a second
 cache, a few tokens per call, so sliding costs about one step instead of a full prefill (a full
 prefill would be the latency tail: one keystroke in ``slack`` paying ~70 positions at once).
+``warm_ahead`` does that prefill; a server calls it after answering, between keystrokes, since
+its few tokens cost about three times the typed character's own step.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Completer:
         self.tokens_computed = 0  # positions run through the model (for tests and benchmarks)
         self.searches = 0  # full searches run (the rest followed a previous suggestion)
         self._next_logits: np.ndarray | None = None  # after the last token in the cache
+        # What ``warm_ahead`` prefills for: the last call's tokens, window start, limit, slack.
+        self._ahead: tuple[np.ndarray, int, int, int] | None = None
         self._previous: tuple[np.ndarray, SearchOptions, list[Completion]] | None = None
 
     @property
@@ -68,7 +72,8 @@ class Completer:
     def prepare(self, tokens: np.ndarray, room: int) -> np.ndarray | None:
         """Make the cache hold the end of ``tokens`` with ``room`` positions free for the
         continuation. Returns logits (N, V) after each of the last N tokens the model had to run
-        (N >= 1), or None for an empty text."""
+        (N >= 1), or None for an empty text. Call ``warm_ahead`` before the next call to keep a
+        sliding window from ever costing a full prefill."""
         n = len(tokens)
         if n == 0:
             return None
@@ -96,12 +101,17 @@ class Completer:
         self.window_start = start
         self.window = tokens[start:].copy()
         self._next_logits = logits[-1]
-        self._warm_shadow(tokens, start, limit, slack)
+        self._ahead = (tokens, start, limit, slack)
         return logits
 
-    def _warm_shadow(self, tokens: np.ndarray, window_start: int, limit: int, slack: int) -> None:
-        """Prefill a few tokens of the next window (``slack`` after this one) per call, from
-        when this one is ``limit - slack`` full: enough that it is ready when this one is full."""
+    def warm_ahead(self) -> None:
+        """Prefill a few tokens of the window after the last call's (``slack`` after it), from
+        when that one is ``limit - slack`` full: enough that it is ready when that one is full.
+        Once per call; the search's caches are separate, so any time before the next call."""
+        if self._ahead is None:
+            return
+        tokens, window_start, limit, slack = self._ahead
+        self._ahead = None
         if len(tokens) - window_start <= limit - slack:
             return  # short texts never pay for it
         start = window_start + slack
@@ -123,8 +133,10 @@ class Completer:
         options: SearchOptions | None = None,
         should_stop: Callable[[], bool] | None = None,
         deadline: float | None = None,
+        ahead: bool = True,
     ) -> list[Completion]:
-        """Continuations of ``text``, best first; ``deadline``: see ``search``."""
+        """Continuations of ``text``, best first; ``deadline``: see ``search``. ``ahead``: then
+        ``warm_ahead`` (False: the caller will, after answering)."""
         options = options or SearchOptions()
         tokens = tokenizer.encode(text)
         logits_before = self._next_logits
@@ -136,6 +148,8 @@ class Completer:
             self.searches += 1
             results = search(self.decoder, self.cache, logits[-1], options, should_stop, deadline)
         self._previous = (tokens, options, results)
+        if ahead:
+            self.warm_ahead()
         return results
 
     def _follow_previous(

@@ -89,7 +89,10 @@ class Engine:
         self, job: Job, before: str, after: str, options: SuggestOptions
     ) -> Future[list[Suggestion]]:
         self.supersede(job)
-        return self._worker.submit(self._run, job, before, after, options)
+        answer = self._worker.submit(self._run, job, before, after, options)
+        # Once answered, before the next keystroke: the next window's few tokens.
+        self._worker.submit(self._warm_ahead, job.uri)
+        return answer
 
     def _run(self, job: Job, before: str, after: str, options: SuggestOptions) -> list[Suggestion]:
         model = self.model
@@ -97,11 +100,16 @@ class Engine:
             return []
         suggester = self._suggesters.pop(job.uri, None)
         if suggester is None or suggester.model is not model:
-            suggester = Suggester(model, calibration=self.calibration)
+            suggester = Suggester(model, calibration=self.calibration, warms_later=True)
         self._suggesters[job.uri] = suggester
         while len(self._suggesters) > CACHED_DOCUMENTS:
             self._suggesters.popitem(last=False)  # its next request re-reads its context
         return suggester.suggest(before, after, options, self.stats, job.should_stop)
+
+    def _warm_ahead(self, uri: str) -> None:
+        suggester = self._suggesters.get(uri)
+        if suggester is not None:
+            suggester.completer.warm_ahead()
 
     @property
     def cached_documents(self) -> int:

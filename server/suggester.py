@@ -70,9 +70,11 @@ class Suggester:
         model: LoadedModel,
         scoring: WordScoring | None = None,
         calibration: OnlineCalibration | None = None,
+        warms_later: bool = False,
     ) -> None:
         """``calibration``: the one word suggestions are shown by, learning from what is typed
-        after each (shared by a writer's documents); None: ``scoring``'s fixed one."""
+        after each (shared by a writer's documents); None: ``scoring``'s fixed one.
+        ``warms_later``: the caller runs ``completer.warm_ahead()`` after answering."""
         self.model = model
         self.scoring = scoring or WordScoring()
         self.calibration = calibration
@@ -80,6 +82,7 @@ class Suggester:
         # The completer reuses its cache, and its last suggestion when the user types along it.
         self.completer = Completer(model.decoder)
         self.scoring_s = 0.0  # how long the last word request's scoring pass took
+        self.warms_later = warms_later
         self.adaptive: AdaptiveModel | None = None  # made on the first request that asks for it
 
     def suggest(
@@ -154,7 +157,9 @@ class Suggester:
                 self.adaptive = AdaptiveModel()
             # Before the completer moves on: its logits are still those after the previous text.
             self.adaptive.observe(before.encode(), self.completer.next_logits)
-        completions = self.completer.complete(before[anchor:], search, should_stop, deadline)
+        completions = self.completer.complete(
+            before[anchor:], search, should_stop, deadline, ahead=not self.warms_later
+        )
         return [Suggestion(c.text, c.probability) for c in completions]
 
     def word_scorer(self, options: SuggestOptions) -> Callable[[list[str]], np.ndarray]:

@@ -7,14 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ghostwrite.model import Completer, load_model
+from ghostwrite.model import Completer, SearchOptions, load_model
 from ghostwrite.model.inference import Decoder, log_softmax
 from ghostwrite.model.tokenizer import encode
 from ghostwrite.model.words import WORD_END_BYTES
 from ghostwrite.server.dictionary import WordStats, WorkspaceLimits, index_workspace
+from ghostwrite.server.engine import Engine, Job
 from ghostwrite.server.loaded_model import LoadedModel
 from ghostwrite.server.ranking import Suggestion, WordScoring, rescore_with_dictionary
-from ghostwrite.server.suggester import Suggester
+from ghostwrite.server.suggester import Suggester, SuggestOptions
 
 
 def test_workspace_index_walks_like_training_and_stays_inside(tmp_path):
@@ -163,6 +164,7 @@ def test_sliding_window_is_prefilled_ahead(tiny_model_dir, room):
         tokens = encode(text[:end])
         before = completer.tokens_computed
         logits = completer.prepare(tokens, room=room)[-1]
+        completer.warm_ahead()
         most = max(most, completer.tokens_computed - before)
         assert completer.cache.length <= model.config.ctx_len - min(room, model.config.ctx_len // 2)
     assert completer.window_start > 0  # the window slid
@@ -170,6 +172,56 @@ def test_sliding_window_is_prefilled_ahead(tiny_model_dir, room):
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     # A typed character costs the new token plus a few of the next window, never a re-prefill.
     assert most <= 8
+
+
+def test_an_answer_costs_the_typed_character_alone_when_the_warming_comes_after(tiny_model_dir):
+    text = ("The quick brown fox jumps over the lazy dog. " * 12)[:400]
+    options = SearchOptions(max_chars=8)
+
+    def answer_costs(warm_after: bool) -> list[int]:
+        completer = Completer(load_model(tiny_model_dir))
+        completer.complete(text[:10], options)
+        costs = []
+        for end in range(11, len(text)):
+            before = completer.tokens_computed
+            completer.complete(text[:end], options, ahead=False)
+            costs.append(completer.tokens_computed - before)
+            if warm_after:
+                completer.warm_ahead()
+        assert completer.window_start > 0  # the window slid
+        return costs
+
+    assert set(answer_costs(warm_after=True)) == {1}
+    assert max(answer_costs(warm_after=False)) > 8  # never warmed: each slide re-prefills
+
+
+def test_the_engine_warms_the_next_window_after_answering(tiny_model_dir):
+    engine = Engine()
+    model = LoadedModel.load(tiny_model_dir)
+    engine.set_model(model)
+    uri = "file:///a.txt"
+    suggester = Suggester(model, calibration=engine.calibration, warms_later=True)
+    engine._suggesters[uri] = suggester  # the one the engine will use, to watch its completer
+    completer = suggester.completer
+    prepare = completer.prepare
+    costs = []
+
+    def watched(tokens, room):
+        before = completer.tokens_computed
+        logits = prepare(tokens, room)
+        costs.append(completer.tokens_computed - before)
+        return logits
+
+    completer.prepare = watched
+    text = ("The quick brown fox jumps over the lazy dog. " * 12)[:400]
+    try:
+        for end in range(10, len(text)):
+            job = Job(uri, end, lambda end=end: end)
+            engine.submit(job, text[:end], "", SuggestOptions()).result()
+    finally:
+        engine.close()
+    assert completer.window_start > 0  # the window slid
+    assert set(costs[1:]) == {1}  # and no answer paid for a prefill
 
 
 @pytest.mark.parametrize(
