@@ -1,13 +1,16 @@
 """Does fine-tuning the bundled model beat training from scratch on a small personal corpus?
 
-    python bench/finetune.py [--book ../shared/data/gutenberg-the-time-machine.txt] [--minutes 3]
+    python bench/finetune.py [--book ../shared/data/gutenberg-the-time-machine.txt]
+        [--minutes 3 | --steps N] [--lrs 0.0003,0.001]
 
 The "personal corpus" is one book the bundled model never trained on (its validation book),
 without the Gutenberg header and licence: its first 90% is the training text, its last 10% the
-held-out test. Two runs of ``ghostwrite
-train`` with the same time budget, one from scratch (the bundled model's shape) and one with
-``--init bundled``, then ``ghostwrite eval`` of each (and of the bundled model untouched) on the
-held-out 10%. Prints a table of bits per character and next-word accuracy.
+held-out test. Runs of ``ghostwrite
+train`` with the same budget (minutes, or steps: the same work on a busy machine as on a quiet
+one), one from scratch (the bundled model's shape) and one with ``--init bundled`` at each of
+``--lrs`` (default: train's fine-tuning rate), then ``ghostwrite eval`` of each (and of the
+bundled model untouched) on the held-out 10%. Prints a table of bits per character and next-word
+accuracy.
 """
 
 from __future__ import annotations
@@ -44,7 +47,10 @@ def ghostwrite(*args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--book", type=Path, default=BOOK)
-    parser.add_argument("--minutes", type=float, default=3.0)
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=3.0)
+    budget.add_argument("--steps", type=int, help="training steps instead of minutes")
+    parser.add_argument("--lrs", help="fine-tuning learning rates, comma-separated")
     parser.add_argument("--blas-threads", default="1")
     args = parser.parse_args()
 
@@ -58,26 +64,22 @@ def main() -> None:
     train_file.write_text(text[:cut])
     test_file.write_text(text[cut:])
 
+    budget = (
+        ["--max-steps", str(args.steps)] if args.steps else ["--max-minutes", str(args.minutes)]
+    )
+    spent = f"{args.steps} steps" if args.steps else f"{args.minutes:g} min"
+    runs = [("from scratch", same_shape)]
+    for lr in args.lrs.split(",") if args.lrs else [""]:
+        label = f"fine-tuned from bundled, lr {lr}" if lr else "fine-tuned from bundled"
+        runs.append((label, ["--init", "bundled", *(["--lr", lr] if lr else [])]))
     rows = [("bundled model, untouched", files.bundled_model_dir())]
-    for label, extra in (
-        ("from scratch", same_shape),
-        ("fine-tuned from bundled", ["--init", "bundled"]),
-    ):
-        out = work / label.split()[0]
+    for n, (label, extra) in enumerate(runs):
+        out = work / f"run-{n}"
         ghostwrite(
-            "train",
-            str(train_file),
-            "--out",
-            str(out),
-            "--max-minutes",
-            str(args.minutes),
-            "--blas-threads",
-            args.blas_threads,
-            "--progress",
-            "plain",
-            *extra,
-        )
-        rows.append((f"{label}, {args.minutes:g} min", out))
+            "train", str(train_file), "--out", str(out), *budget,
+            "--blas-threads", args.blas_threads, "--progress", "plain", *extra,
+        )  # fmt: skip
+        rows.append((f"{label}, {spent}", out))
 
     print(f"corpus: first 90% of {args.book.name} ({cut:,} chars), test: the last 10%")
     print("| model | bits/char | next-word accuracy |")
