@@ -7,8 +7,9 @@
 (c) one more typed character into a warm cache, then 32 decode steps;
 (e) the typed character is the first of the previous suggestion: ``Completer`` returns the rest
     of it after one model step, with no search;
-(d) what the server does per keystroke: ``Completer`` typing along text, 4-beam search stopping
-    at the end of a word (a mix of (c)-like searches and (e)-like follow-ups).
+(d) what the server answers per keystroke: ``Completer`` typing along text, 4-beam search stopping
+    at the end of a word (a mix of (c)-like searches and (e)-like follow-ups), the next window
+    prefilled after each answer, untimed, as the server does.
 Weights are random (latency does not depend on them); (a)-(c) and (e) make exactly 32 characters.
 Prints p50/p95/p99 in ms, side by side from one run.
 """
@@ -119,8 +120,9 @@ def main() -> None:
     completer.complete(CONTEXT[:100], SearchOptions())
     for i in range(args.repeats):
         start = time.perf_counter()
-        completer.complete(CONTEXT[: 101 + i % 60], SearchOptions(max_chars=new))
+        completer.complete(CONTEXT[: 101 + i % 60], SearchOptions(max_chars=new), ahead=False)
         times["d"].append(time.perf_counter() - start)
+        completer.warm_ahead()  # the server does this after answering
 
     labels = {
         "a": f"(a) article's generate loop, full recompute, {new} chars",
