@@ -14,6 +14,7 @@ its few tokens cost about three times the typed character's own step.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -59,6 +60,7 @@ class Completer:
         # What ``warm_ahead`` prefills for: the last call's tokens, window start, limit, slack.
         self._ahead: tuple[np.ndarray, int, int, int] | None = None
         self._previous: tuple[np.ndarray, SearchOptions, list[Completion]] | None = None
+        self.read_at = 0.0  # when the last call had read its text (``time.perf_counter()``)
 
     @property
     def config(self):
@@ -132,17 +134,21 @@ class Completer:
         text: str,
         options: SearchOptions | None = None,
         should_stop: Callable[[], bool] | None = None,
-        deadline: float | None = None,
+        budget_s: float | None = None,
         ahead: bool = True,
     ) -> list[Completion]:
-        """Continuations of ``text``, best first; ``deadline``: see ``search``. ``ahead``: then
-        ``warm_ahead`` (False: the caller will, after answering)."""
+        """Continuations of ``text``, best first. ``budget_s``: seconds from reading the text
+        (``read_at``) to the search's deadline (see ``search``; None: none). Reading new text
+        is outside it: a prefill (a newly opened document, a jump) must not cut the search
+        short. ``ahead``: then ``warm_ahead`` (False: the caller will, after answering)."""
         options = options or SearchOptions()
         tokens = tokenizer.encode(text)
         logits_before = self._next_logits
         logits = self.prepare(tokens, room=options.max_chars)
+        self.read_at = time.perf_counter()
         if logits is None:
             return []
+        deadline = None if budget_s is None else self.read_at + budget_s
         results = self._follow_previous(tokens, options, logits_before, logits)
         if results is None:
             self.searches += 1

@@ -161,7 +161,10 @@ def search(
     greedy part stops when the budget is spent and the suggestion ends at its last whole word;
     a word search that has finished a word then goes on only with the beams that could still
     beat it, and returns as soon as none can.
-    ``deadline`` (a ``time.perf_counter()`` time) ends the budget earlier when it comes first.
+    ``deadline`` (a ``time.perf_counter()`` time) is when the caller needs the answer: a word
+    search past it returns the words it has finished (none, if it has finished none: the caller
+    has other candidates to score in the time left), and any other search hurries as when its
+    budget is spent.
     """
     longest = (
         min(options.max_chars, WORD_MAX_BYTES) if options.stop == "word" else options.max_chars
@@ -177,9 +180,10 @@ def search(
     finished: dict[bytes, float] = {}
     narrow = not sampling and options.stop in ("phrase", "line") and options.candidates == 1
     live = width  # beams kept per step: 1 once narrowed
+    hurry = deadline
     if options.time_budget_s is not None:
         own = time.perf_counter() + options.time_budget_s
-        deadline = own if deadline is None else min(own, deadline)
+        hurry = own if deadline is None else min(own, deadline)
     step_logits = logits[None, :]
     for step in range(steps):
         logprobs = log_softmax(step_logits.astype(np.float64))  # (B, V)
@@ -223,7 +227,10 @@ def search(
             survivors, parents = survivors[:1], parents[:1]
         if last_step or not survivors or (should_stop is not None and should_stop()):
             break
-        if deadline is not None and time.perf_counter() > deadline:
+        now = time.perf_counter()
+        if options.stop == "word" and deadline is not None and now > deadline:
+            break  # due: the words finished so far
+        if hurry is not None and now > hurry:
             if options.stop == "word" and finished:
                 # Only the beams that could still beat the best word found go on.
                 best_word = max(finished.values())

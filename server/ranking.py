@@ -78,16 +78,44 @@ class WordCandidates:
     context: WordContext
 
 
+def prefixes(text: str) -> set[bytes]:
+    """The text's byte prefixes: its nodes in a prefix tree of texts."""
+    data = text.encode()
+    return {data[:end] for end in range(1, len(data) + 1)}
+
+
+def tree_size(texts: Sequence[str]) -> int:
+    """Nodes of the prefix tree of the texts' bytes: what one scoring pass computes."""
+    return len(set().union(*map(prefixes, texts)))
+
+
+def within_nodes(
+    found: Sequence[str], listed: Sequence[str], dictionary: dict[str, float], max_nodes: int
+) -> set[str]:
+    """The texts one scoring pass of ``max_nodes`` nodes covers: every one of the model's
+    (``found``), then the dictionary's (``listed``), likeliest first, until one does not fit."""
+    kept = set(found)
+    nodes: set[bytes] = set().union(*map(prefixes, found))
+    for text in sorted(listed, key=lambda t: -dictionary[t]):
+        new = prefixes(text) - nodes
+        if len(nodes) + len(new) > max_nodes:
+            break
+        kept.add(text)
+        nodes |= new
+    return kept
+
+
 def word_candidates(
     before: str,
     found: Sequence[str],
     stats: WordStats,
     word_probabilities: Callable[[list[str]], np.ndarray],
     limit: int,
+    max_nodes: int | None = None,
 ) -> WordCandidates:
     """The model's texts (``found``) and the dictionary's ``limit`` likeliest words for a cursor
     after ``before`` (and, after a whole word, its likeliest followers), scored by the model in
-    one pass and by the dictionary."""
+    one pass and by the dictionary. ``max_nodes`` bounds that pass (``within_nodes``)."""
     context = WordContext.at(before, stats)
     prefix = context.prefix
     # Between words a dictionary word needs a separating space unless one was just typed.
@@ -98,8 +126,12 @@ def word_candidates(
     texts = [t for t in dict.fromkeys([*found, *listed]) if t]
     if not texts:
         return WordCandidates([], np.zeros(0), np.zeros(0), context)
-    dictionary = np.array([context.probability(t)[0] for t in texts])
-    return WordCandidates(texts, word_probabilities(texts), dictionary, context)
+    dictionary = {t: context.probability(t)[0] for t in texts}
+    if max_nodes is not None:
+        kept = within_nodes([t for t in found if t], texts, dictionary, max_nodes)
+        texts = [t for t in texts if t in kept]
+    probabilities = np.array([dictionary[t] for t in texts])
+    return WordCandidates(texts, word_probabilities(texts), probabilities, context)
 
 
 def product(model: np.ndarray, dictionary: np.ndarray, unseen: float) -> np.ndarray:
@@ -143,6 +175,7 @@ def rescore_with_dictionary(
     scoring: WordScoring,
     word_probabilities: Callable[[list[str]], np.ndarray],
     calibration: Callable[[np.ndarray], np.ndarray] | None = None,
+    max_nodes: int | None = None,
 ) -> list[Suggestion]:
     """Rescore the model's words and the dictionary's (a cache language model) by the product of
     the two: P_model(text) * P_dictionary(word | previous word, typed prefix). The model judges
@@ -150,10 +183,10 @@ def rescore_with_dictionary(
     expect. The model scores every candidate exactly (``word_probabilities``). The products are
     renormalised to the model's total for the candidates, then calibrated (``calibration``, else
     ``scoring``'s) into how often such a suggestion is the next word, which the confidence
-    threshold applies to."""
-    candidates = word_candidates(
-        before, [s.text for s in found], stats, word_probabilities, scoring.dictionary_candidates
-    )
+    threshold applies to. ``max_nodes``: see ``word_candidates``."""
+    texts = [s.text for s in found]
+    limit = scoring.dictionary_candidates
+    candidates = word_candidates(before, texts, stats, word_probabilities, limit, max_nodes)
     model = candidates.model
     if not candidates.texts:
         return []

@@ -19,7 +19,7 @@ from ghostwrite.model.words import WORD_END_BYTES, is_word_char
 from .calibration import OnlineCalibration, Outcomes
 from .dictionary import WordStats
 from .loaded_model import LoadedModel
-from .ranking import Suggestion, WordScoring, rescore_with_dictionary
+from .ranking import Suggestion, WordScoring, rescore_with_dictionary, tree_size
 
 # A keystroke's answer should come within 30 ms: past 20 ms of search a multi-word suggestion
 # ends at its last whole word (bench/server_latency.py measures the round trip).
@@ -49,11 +49,14 @@ class SuggestOptions:
     # Words scored by the model mixed with the document's byte n-gram: on Neovim's manual as new
     # writing, 26.1% of keystrokes saved against 21.1% without (bench/README.md).
     adaptive: bool = True
-    # A word request is a search, then one pass that scores every candidate (the search's and
-    # the dictionary's). Its search hurries (``SearchOptions.time_budget_s``) once what is left
-    # of this is what the last scoring pass took, up to half of it, so that both end within it
-    # however fast the machine is (None: no limit). The round trip's target is 20 ms
-    # (bench/server_latency.py).
+    # A word request is a search, then one pass that scores the candidates (the search's and
+    # the dictionary's) within this many seconds from reading the typed text, however fast the
+    # machine is (None: no limit). The search
+    # ends once what is left is what the last scoring pass took (up to half of it): with the
+    # words it has finished and the beams that could still beat them, or with none when it has
+    # finished none (the dictionary's words are still scored). The pass then scores the
+    # search's words and as many of the dictionary's, likeliest first, as the time left allows
+    # at the last pass's pace. The round trip's target is 20 ms (bench/server_latency.py).
     word_budget_s: float | None = 0.015
 
     @property
@@ -82,6 +85,7 @@ class Suggester:
         # The completer reuses its cache, and its last suggestion when the user types along it.
         self.completer = Completer(model.decoder)
         self.scoring_s = 0.0  # how long the last word request's scoring pass took
+        self.node_s = 0.0  # and its time per node of the candidates' prefix tree
         self.warms_later = warms_later
         self.adaptive: AdaptiveModel | None = None  # made on the first request that asks for it
 
@@ -114,23 +118,29 @@ class Suggester:
         """Every continuation considered, best first, before filtering and cutting to the
         number of candidates wanted."""
         rescore = stats is not None and options.rescores
-        deadline = None
-        if rescore and options.word_budget_s is not None:
+        budget = options.word_budget_s if rescore else None
+        search_budget = None
+        if budget is not None:
             # At least half the budget searches: one slow pass (the first, a busy moment) must
             # not cut the next search short.
-            reserve = min(self.scoring_s, options.word_budget_s / 2)
-            deadline = time.perf_counter() + options.word_budget_s - reserve
-        found = self.model_candidates(before, options, rescore, should_stop, deadline)
+            search_budget = budget - min(self.scoring_s, budget / 2)
+        found = self.model_candidates(before, options, rescore, should_stop, search_budget)
         if rescore and stats is not None:
             scoring_started = time.perf_counter()
+            max_nodes = None
+            if budget is not None and self.node_s > 0:
+                due = self.completer.read_at + budget
+                max_nodes = int((due - scoring_started) / self.node_s)
             scorer = self.word_scorer(options)
             outcomes = self.outcomes
             if outcomes is not None:
                 outcomes.typed(before)
             found = rescore_with_dictionary(
-                before, found, stats, self.scoring, scorer, self.calibration
+                before, found, stats, self.scoring, scorer, self.calibration, max_nodes
             )
             self.scoring_s = time.perf_counter() - scoring_started
+            if found:
+                self.node_s = self.scoring_s / tree_size([s.text for s in found])
             best = next((s for s in found if s.text.strip()), None)
             if outcomes is not None and best is not None and best.product is not None:
                 outcomes.expect(before, best.text, best.product)
@@ -142,12 +152,12 @@ class Suggester:
         options: SuggestOptions,
         for_rescoring: bool,
         should_stop: Callable[[], bool] | None = None,
-        deadline: float | None = None,
+        budget_s: float | None = None,
     ) -> list[Suggestion]:
         """The model's own continuations of ``before``, best first. For rescoring, the search
         returns a candidate per beam (the dictionary may prefer any of them), and with
         ``adaptive`` the document's byte n-gram first learns the text typed since the last call.
-        ``deadline``: see ``search``."""
+        ``budget_s``: see ``Completer.complete``."""
         anchor = max(0, (len(before) - ANCHOR_CHARS) // ANCHOR_CHARS * ANCHOR_CHARS)
         search = options.search
         if for_rescoring:
@@ -158,7 +168,7 @@ class Suggester:
             # Before the completer moves on: its logits are still those after the previous text.
             self.adaptive.observe(before.encode(), self.completer.next_logits)
         completions = self.completer.complete(
-            before[anchor:], search, should_stop, deadline, ahead=not self.warms_later
+            before[anchor:], search, should_stop, budget_s, ahead=not self.warms_later
         )
         return [Suggestion(c.text, c.probability) for c in completions]
 

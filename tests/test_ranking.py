@@ -15,6 +15,7 @@ from ghostwrite.server.ranking import (
     WordScoring,
     product,
     rescore_with_dictionary,
+    tree_size,
     word_candidates,
 )
 
@@ -53,6 +54,24 @@ def test_after_a_whole_word_the_next_word_is_a_new_one():
         " coast",
         " harbour",
     }
+
+
+def test_a_node_budget_scores_the_models_words_then_the_likeliest_of_the_dictionarys():
+    stats = stats_of("the zebra, the zebra, the zebu, the aardvark")
+    everything = word_candidates("near the ", ["ox", "oxen"], stats, flat_model, 8)
+    assert everything.texts == ["ox", "oxen", "zebra", "zebu", "aardvark"]
+
+    def within(max_nodes: int) -> list[str]:
+        texts = word_candidates("near the ", ["ox", "oxen"], stats, flat_model, 8, max_nodes)
+        return texts.texts
+
+    # The model's words are 4 nodes (o, ox, oxe, oxen); "zebra" is 5 more, "zebu" then 1 more
+    # (z, ze and zeb are shared); "aardvark", less likely than both, 8 more.
+    assert within(0) == within(8) == ["ox", "oxen"]
+    assert within(9) == ["ox", "oxen", "zebra"]
+    assert within(10) == within(17) == ["ox", "oxen", "zebra", "zebu"]
+    assert within(18) == everything.texts
+    assert tree_size(everything.texts) == 18
 
 
 def test_product_is_shared_out_over_the_models_total():

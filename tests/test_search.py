@@ -1,7 +1,7 @@
 """Samplers on hand-made logits; beam search on scripted models (tests/scripted.py), whose
 suggestions and their probabilities are known exactly, and the time limits a search keeps."""
 
-import time
+import importlib
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +22,10 @@ from tests.helpers.scripted import (
     save_scripted_model,
     scripted_model,
 )
+
+# The modules (``ghostwrite.model.search`` is also the name of its function).
+search_module = importlib.import_module("ghostwrite.model.search")
+completer_module = importlib.import_module("ghostwrite.model.completer")
 
 
 def test_greedy_sampler_takes_the_argmax():
@@ -132,10 +136,40 @@ def test_a_spent_budget_lets_only_the_beams_that_could_win_go_on():
     assert hurried[:2] == ["bcde", "a"] and beams[0] > 1 and set(beams[1:]) == {1}
 
 
-def test_a_deadline_ends_a_search_like_its_own_budget():
+class StepClock:
+    """A clock for ``search`` that moves one second per decoding step."""
+
+    def __init__(self, model: Completer) -> None:
+        self.now = 0.0
+        step_beams = model.decoder.step_beams
+
+        def stepping(prefix, cache, tokens):
+            self.now += 1.0
+            return step_beams(prefix, cache, tokens)
+
+        model.decoder.step_beams = stepping
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_a_word_search_past_its_deadline_returns_the_words_it_has_finished(monkeypatch):
+    # Unhurried, or past its own budget, the search goes on to "bcde" (above); due, it stops.
+    model = completer(LONG_FIRST)
+    clock = StepClock(model)
+    monkeypatch.setattr(search_module, "time", clock)
+    monkeypatch.setattr(completer_module, "time", clock)
     generous = replace(WORDS, time_budget_s=60.0)
-    past, _ = search_beams(SHORT_FIRST, generous, deadline=time.perf_counter())
-    assert past == search_beams(SHORT_FIRST, SPENT)[0] == ["a"]
+    due = [c.text for c in model.complete("Look at the ", generous, budget_s=1.5)]
+    assert due[0] == "a" and "bcde" not in due  # stopped after the step that finished "a"
+
+
+def test_a_deadline_hurries_a_line_like_its_own_budget():
+    line = SearchOptions(stop="line", max_chars=24)
+    model = completer(SHORT_FIRST)
+    hurried = model.complete("Look at the ", replace(line, time_budget_s=1e-9))
+    due = model.complete("Look at the ", line, budget_s=1e-9)
+    assert [c.text for c in due] == [c.text for c in hurried] == ["a"]
 
 
 def test_a_word_request_leaves_its_scoring_pass_the_time_the_last_one_took(tmp_path):
@@ -146,12 +180,29 @@ def test_a_word_request_leaves_its_scoring_pass_the_time_the_last_one_took(tmp_p
         return {s.text for s in suggester.candidates("Look at the ", options, WordStats())}
 
     assert "bcde" in words()
-    assert suggester.scoring_s > 0  # measured
+    assert suggester.scoring_s > 0 and suggester.node_s > 0  # measured
     suggester.scoring_s = 61.0  # the search gets half the budget, 30 s
     assert "bcde" in words()
     options = replace(options, word_budget_s=1e-6)
     suggester.scoring_s = 1e-6 / 2  # the search's half is spent before it starts
-    assert words() == {"a"}
+    assert words() == set()
+
+
+def test_a_word_request_scores_the_dictionary_words_its_time_left_allows(tmp_path):
+    suggester = Suggester(LoadedModel.load(save_scripted_model(tmp_path, SHORT_FIRST)))
+    options = SuggestOptions(search=SearchOptions(stop="word"), confidence=0.0, word_budget_s=60.0)
+    stats = WordStats()
+    stats.add("the zebra, the zebra, the aardvark")
+
+    def words() -> set[str]:
+        return {s.text for s in suggester.candidates("Look at the ", options, stats)}
+
+    assert {"a", "bcde", "zebra", "aardvark"} <= words()
+    suggester.node_s = 1e-9  # time for any number of nodes (each request measures it anew)
+    assert {"zebra", "aardvark"} <= words()
+    suggester.node_s = 1e6  # time for none: the search's words are scored all the same
+    scored = words()
+    assert {"a", "bcde"} <= scored and not {"zebra", "aardvark"} & scored
 
 
 def test_phrase_stop_includes_punctuation_and_line_stop_excludes_newline():
