@@ -54,6 +54,7 @@ class Engine:
         self._suggesters: OrderedDict[str, Suggester] = OrderedDict()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="ghostwrite-model")
         self._jobs: list[Job] = []
+        self._answered: str | None = None  # the document answered last, until it is warmed
         self.workspace: WorkspaceIndex | None = None
         self._indexing = threading.Lock()
         self.calibration = fresh_calibration()
@@ -89,10 +90,14 @@ class Engine:
         self, job: Job, before: str, after: str, options: SuggestOptions
     ) -> Future[list[Suggestion]]:
         self.supersede(job)
-        answer = self._worker.submit(self._run, job, before, after, options)
-        # Once answered, before the next keystroke: the next window's few tokens.
-        self._worker.submit(self._warm_ahead, job.uri)
-        return answer
+        return self._worker.submit(self._run, job, before, after, options)
+
+    def answer_sent(self) -> None:
+        """Call once an answer is on its way to the client: the worker then prefills the next
+        window of the document it was for, before the next keystroke. Queued behind the answer
+        itself, that work would hold the interpreter while the answer is sent."""
+        if self._answered is not None:
+            self._worker.submit(self._warm_ahead)
 
     def _run(self, job: Job, before: str, after: str, options: SuggestOptions) -> list[Suggestion]:
         model = self.model
@@ -104,10 +109,13 @@ class Engine:
         self._suggesters[job.uri] = suggester
         while len(self._suggesters) > CACHED_DOCUMENTS:
             self._suggesters.popitem(last=False)  # its next request re-reads its context
-        return suggester.suggest(before, after, options, self.stats, job.should_stop)
+        answer = suggester.suggest(before, after, options, self.stats, job.should_stop)
+        self._answered = job.uri
+        return answer
 
-    def _warm_ahead(self, uri: str) -> None:
-        suggester = self._suggesters.get(uri)
+    def _warm_ahead(self) -> None:
+        uri, self._answered = self._answered, None
+        suggester = self._suggesters.get(uri) if uri is not None else None
         if suggester is not None:
             suggester.completer.warm_ahead()
 

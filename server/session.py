@@ -27,7 +27,8 @@ def run_stdio(server: GhostwriteServer) -> int:
         start_fd_reader(0, asyncio.get_running_loop(), queue)
         server.begin_serving()
         try:
-            await _session(server, queue.get, FrameWriter(fd_writer(out_fd)), None)
+            writer = FrameWriter(fd_writer(out_fd), server.engine.answer_sent)
+            await _session(server, queue.get, writer, None)
         finally:
             server.end_serving()
 
@@ -75,7 +76,8 @@ def run_tcp(
                     except ConnectionError:
                         return b""
 
-                await _session(server, read, FrameWriter(write), handshake_timeout)
+                framed = FrameWriter(write, server.engine.answer_sent)
+                await _session(server, read, framed, handshake_timeout)
                 writer.close()
                 if not server.stopped.is_set():
                     server.forget_client()

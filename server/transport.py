@@ -163,15 +163,19 @@ def _is_json(body: bytes) -> bool:
 
 class FrameWriter:
     """pygls's ``Writer`` over a write function (stdout's file descriptor or a TCP socket's),
-    safe to call from any thread."""
+    safe to call from any thread; ``written`` is called after each message."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, write: Callable[[bytes], None], written: Callable[[], None] = lambda: None
+    ) -> None:
         self._write = write
+        self._written = written
         self._lock = threading.Lock()
 
     def write(self, data: bytes) -> None:
         with self._lock:
             self._write(data)
+        self._written()
 
     def close(self) -> None:
         """Part of pygls's ``Writer``; the session that made the connection closes it."""

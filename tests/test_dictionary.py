@@ -195,7 +195,7 @@ def test_an_answer_costs_the_typed_character_alone_when_the_warming_comes_after(
     assert max(answer_costs(warm_after=False)) > 8  # never warmed: each slide re-prefills
 
 
-def test_the_engine_warms_the_next_window_after_answering(tiny_model_dir):
+def test_the_engine_warms_the_next_window_once_its_answer_is_sent(tiny_model_dir):
     engine = Engine()
     model = LoadedModel.load(tiny_model_dir)
     engine.set_model(model)
@@ -218,6 +218,7 @@ def test_the_engine_warms_the_next_window_after_answering(tiny_model_dir):
         for end in range(10, len(text)):
             job = Job(uri, end, lambda end=end: end)
             engine.submit(job, text[:end], "", SuggestOptions()).result()
+            engine.answer_sent()
     finally:
         engine.close()
     assert completer.window_start > 0  # the window slid
