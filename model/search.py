@@ -161,11 +161,10 @@ def search(
     greedy part stops when the budget is spent and the suggestion ends at its last whole word;
     a word search that has finished a word then goes on only with the beams that could still
     beat it, and returns as soon as none can.
-    ``deadline`` (a ``time.perf_counter()`` time) is when the caller needs the answer: a word
-    search past it returns the words it has finished (none, if it has finished none: the caller
-    has other candidates to score in the time left), and any other search hurries as when its
-    budget is spent.
-    """
+    ``deadline`` (a ``time.perf_counter()`` time) is when the caller needs the answer. A word
+    search returns the words it has finished once another step like its last would end past
+    it (none, if it has finished none: the caller has other candidates to score in the time
+    left); any other search hurries as when its budget is spent."""
     longest = (
         min(options.max_chars, WORD_MAX_BYTES) if options.stop == "word" else options.max_chars
     )
@@ -184,6 +183,7 @@ def search(
     if options.time_budget_s is not None:
         own = time.perf_counter() + options.time_budget_s
         hurry = own if deadline is None else min(own, deadline)
+    checked = time.perf_counter()
     step_logits = logits[None, :]
     for step in range(steps):
         logprobs = log_softmax(step_logits.astype(np.float64))  # (B, V)
@@ -228,8 +228,9 @@ def search(
         if last_step or not survivors or (should_stop is not None and should_stop()):
             break
         now = time.perf_counter()
-        if options.stop == "word" and deadline is not None and now > deadline:
-            break  # due: the words finished so far
+        step_s, checked = now - checked, now
+        if options.stop == "word" and deadline is not None and now + step_s > deadline:
+            break  # due before another step like this one could end: the words finished so far
         if hurry is not None and now > hurry:
             if options.stop == "word" and finished:
                 # Only the beams that could still beat the best word found go on.

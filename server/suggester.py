@@ -31,6 +31,9 @@ SEARCH_DEFAULTS = SearchOptions(time_budget_s=SEARCH_TIME_BUDGET_S)
 # computed once): the dictionary's candidates and the beams' few always fit in one.
 SCORED_PER_PASS = 64
 
+# How fast the scoring time a word request's search leaves falls back after a slow pass.
+SCORING_DECAY = 0.9
+
 # Text given to the model starts at a multiple of this many characters, so the start only moves
 # now and then: each move re-prefills the window at once (a latency spike), while a longer text
 # only costs a cheap encode and compare per keystroke.
@@ -84,7 +87,10 @@ class Suggester:
         self.outcomes = Outcomes(calibration) if calibration is not None else None
         # The completer reuses its cache, and its last suggestion when the user types along it.
         self.completer = Completer(model.decoder)
-        self.scoring_s = 0.0  # how long the last word request's scoring pass took
+        # How long a word request's scoring pass takes: the last one's time, or more after a
+        # slower one (decaying by ``SCORING_DECAY`` a request), so that a pass over few
+        # candidates does not starve the next, larger one.
+        self.scoring_s = 0.0
         self.node_s = 0.0  # and its time per node of the candidates' prefix tree
         self.warms_later = warms_later
         self.adaptive: AdaptiveModel | None = None  # made on the first request that asks for it
@@ -138,9 +144,10 @@ class Suggester:
             found = rescore_with_dictionary(
                 before, found, stats, self.scoring, scorer, self.calibration, max_nodes
             )
-            self.scoring_s = time.perf_counter() - scoring_started
+            scored_s = time.perf_counter() - scoring_started
+            self.scoring_s = max(scored_s, SCORING_DECAY * self.scoring_s)
             if found:
-                self.node_s = self.scoring_s / tree_size([s.text for s in found])
+                self.node_s = scored_s / tree_size([s.text for s in found])
             best = next((s for s in found if s.text.strip()), None)
             if outcomes is not None and best is not None and best.product is not None:
                 outcomes.expect(before, best.text, best.product)
