@@ -162,6 +162,9 @@ def test_a_word_search_past_its_deadline_returns_the_words_it_has_finished(monke
     generous = replace(WORDS, time_budget_s=60.0)
     due = [c.text for c in model.complete("Look at the ", generous, budget_s=1.5)]
     assert due[0] == "a" and "bcde" not in due  # stopped after the step that finished "a"
+    clock.now = 0.0
+    model.complete("Look at the ", replace(generous, max_chars=20), budget_s=2.5)
+    assert clock.now == 2.0  # a third step would have ended at 3 s, past the deadline
 
 
 def test_a_deadline_hurries_a_line_like_its_own_budget():
