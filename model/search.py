@@ -158,7 +158,8 @@ def search(
     until the best has finished its first word, then extends that beam greedily: the beams
     choose the word a user accepts first, and one beam costs a third of four for the rest of a
     32-character line (the latency tail of bench/server_latency.py). With a time budget, that
-    greedy part stops when the budget is spent and the suggestion ends at its last whole word;
+    greedy part stops when the budget is spent (when another step like the last would end
+    past it) and the suggestion ends at its last whole word;
     a word search that has finished a word then goes on only with the beams that could still
     beat it, and returns as soon as none can.
     ``deadline`` (a ``time.perf_counter()`` time) is when the caller needs the answer. A word
@@ -228,10 +229,11 @@ def search(
         if last_step or not survivors or (should_stop is not None and should_stop()):
             break
         now = time.perf_counter()
-        step_s, checked = now - checked, now
-        if options.stop == "word" and deadline is not None and now + step_s > deadline:
-            break  # due before another step like this one could end: the words finished so far
-        if hurry is not None and now > hurry:
+        # When another step like this one would end: a limit is reached before it passes.
+        next_end, checked = 2 * now - checked, now
+        if options.stop == "word" and deadline is not None and next_end > deadline:
+            break  # due: the words finished so far
+        if hurry is not None and next_end > hurry:
             if options.stop == "word" and finished:
                 # Only the beams that could still beat the best word found go on.
                 best_word = max(finished.values())
