@@ -91,7 +91,13 @@ class Suggester:
         # slower one (decaying by ``SCORING_DECAY`` a request), so that a pass over few
         # candidates does not starve the next, larger one.
         self.scoring_s = 0.0
-        self.node_s = 0.0  # and its time per node of the candidates' prefix tree
+        # The model's time per node of the candidates' prefix tree, over recent passes
+        # (weighted by their nodes, decaying by ``SCORING_DECAY``), and the rest of the last
+        # pass's time (the dictionary, the mixing, the ranking).
+        self._tree_s = self._tree_nodes = 0.0
+        self.node_s = 0.0
+        self.overhead_s = 0.0
+        self._pass_s = 0.0  # the last pass's model time
         self.warms_later = warms_later
         self.adaptive: AdaptiveModel | None = None  # made on the first request that asks for it
 
@@ -136,8 +142,9 @@ class Suggester:
             max_nodes = None
             if budget is not None and self.node_s > 0:
                 due = self.completer.read_at + budget
-                max_nodes = int((due - scoring_started) / self.node_s)
+                max_nodes = int((due - scoring_started - self.overhead_s) / self.node_s)
             scorer = self.word_scorer(options)
+            self._pass_s = 0.0
             outcomes = self.outcomes
             if outcomes is not None:
                 outcomes.typed(before)
@@ -146,8 +153,7 @@ class Suggester:
             )
             scored_s = time.perf_counter() - scoring_started
             self.scoring_s = max(scored_s, SCORING_DECAY * self.scoring_s)
-            if found:
-                self.node_s = scored_s / tree_size([s.text for s in found])
+            self.overhead_s = max(0.0, scored_s - self._pass_s)
             best = next((s for s in found if s.text.strip()), None)
             if outcomes is not None and best is not None and best.product is not None:
                 outcomes.expect(before, best.text, best.product)
@@ -219,8 +225,15 @@ class Suggester:
         data = [t.encode() for t in texts]
         room = completer.config.ctx_len - completer.cache.length
         fits = [i for i, d in enumerate(data) if 0 < len(d) <= room]
+        started = time.perf_counter()
         for group in (fits[i : i + SCORED_PER_PASS] for i in range(0, len(fits), SCORED_PER_PASS)):
             probabilities[group] = score(next_logits, [data[i] for i in group])
+        self._pass_s = time.perf_counter() - started
+        if fits:
+            self._tree_s = SCORING_DECAY * self._tree_s + self._pass_s
+            nodes = tree_size([texts[i] for i in fits])
+            self._tree_nodes = SCORING_DECAY * self._tree_nodes + nodes
+            self.node_s = self._tree_s / self._tree_nodes
         return probabilities
 
 
