@@ -130,7 +130,9 @@ class Suggester:
         """Every continuation considered, best first, before filtering and cutting to the
         number of candidates wanted."""
         rescore = stats is not None and options.rescores
-        budget = options.word_budget_s if rescore else None
+        budget = options.word_budget_s if rescore and self.scoring_s > 0 else None
+        # (None the first time: until a pass is timed there is nothing to share the budget
+        # by, and a document's first answer, in a cold process, must not come back empty.)
         search_budget = None
         if budget is not None:
             # At least half the budget searches: one slow pass (the first, a busy moment) must

@@ -39,6 +39,20 @@ def test_server_latency_replays_typing_through_the_server(tiny_model_dir, tmp_pa
     assert 0 < p50 <= p95 <= p99 <= worst
 
 
+def test_word_budget_types_with_and_without_the_budget(tiny_model_dir, tmp_path):
+    text = tmp_path / "held-out.txt"
+    text.write_text(PROSE * 4, encoding="utf-8")
+    out = run_bench(
+        "word_budget.py", "--model", tiny_model_dir, "--file", text,
+        "--start", "300", "--context", "200", "--chars", "30", "--budget-ms", "15",
+    )  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith("| budget") or "no limit" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["budget 15 ms", "no limit"]
+    for row in rows:
+        p50, p95, p99, shown, right = (float(c) for c in row.strip("|").split("|")[1:])
+        assert 0 < p50 <= p95 <= p99 and 0 <= right <= shown <= 30
+
+
 def test_keystrokes_compares_the_server_pipeline_with_the_bigram(tiny_model_dir, tmp_path):
     text = tmp_path / "held-out.txt"
     text.write_text(PROSE * 4, encoding="utf-8")

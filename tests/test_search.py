@@ -191,6 +191,17 @@ def test_a_word_request_leaves_its_scoring_pass_the_time_the_last_one_took(tmp_p
     assert words() == set()
 
 
+def test_a_documents_first_word_request_is_not_cut_short(tmp_path):
+    suggester = Suggester(LoadedModel.load(save_scripted_model(tmp_path, SHORT_FIRST)))
+    options = SuggestOptions(search=SearchOptions(stop="word"), confidence=0.0, word_budget_s=1e-9)
+
+    def words() -> set[str]:
+        return {s.text for s in suggester.candidates("Look at the ", options, WordStats())}
+
+    assert {"a", "bcde"} <= words()  # nothing timed yet: no limit
+    assert words() == set()  # timed: the budget is spent before the search starts
+
+
 def test_a_word_request_scores_the_dictionary_words_its_time_left_allows(tmp_path):
     suggester = Suggester(LoadedModel.load(save_scripted_model(tmp_path, SHORT_FIRST)))
     options = SuggestOptions(search=SearchOptions(stop="word"), confidence=0.0, word_budget_s=60.0)
