@@ -53,13 +53,14 @@ class SuggestOptions:
     # writing, 26.1% of keystrokes saved against 21.1% without (bench/README.md).
     adaptive: bool = True
     # A word request is a search, then one pass that scores the candidates (the search's and
-    # the dictionary's) within this many seconds from reading the typed text, however fast the
-    # machine is (None: no limit). The search
-    # ends once what is left is what the last scoring pass took (up to half of it): with the
-    # words it has finished and the beams that could still beat them, or with none when it has
-    # finished none (the dictionary's words are still scored). The pass then scores the
-    # search's words and as many of the dictionary's, likeliest first, as the time left allows
-    # at the last pass's pace. The round trip's target is 20 ms (bench/server_latency.py).
+    # the dictionary's), within this many seconds from reading the typed text however fast the
+    # machine is (None: no limit; a document's first request has none either). The search
+    # leaves the pass the time it lately took (up to half of this) and stops when another step
+    # would end past its share, with the words it has finished (none, if none: the dictionary's
+    # are still scored). The pass then scores the search's words and as many of the
+    # dictionary's, likeliest first, as the time left allows at the model's measured pace.
+    # The round trip's target is 20 ms (bench/server_latency.py; bench/word_budget.py prices
+    # this in right suggestions).
     word_budget_s: float | None = 0.015
 
     @property
