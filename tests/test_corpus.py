@@ -293,6 +293,13 @@ def test_a_corpus_larger_than_the_memory_bound_tokenizes_in_bounded_memory(
     assert peak_mb < 150, f"peak RSS {peak_mb} MB while tokenizing {megabytes} MB"
 
 
+def test_the_tokenizing_peak_is_the_measured_process_own_not_its_parent(tmp_path: Path) -> None:
+    """A large parent (pytest late in a run) must not lend the measured process its peak."""
+    ballast = b"\1" * (200 * 2**20)  # written through, so resident in this process
+    peak_mb = tokenizing_peak_rss_mb(write(tmp_path / "note.txt", PROSE), tmp_path / "c")
+    assert len(ballast) > peak_mb * 2**20, f"the child reported {peak_mb} MB, as its parent"
+
+
 SCAN_AND_REPORT = """
 import json, sys
 from ghostwrite.training.corpus import CorpusError, scan

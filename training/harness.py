@@ -68,13 +68,16 @@ sys.exit(main(["learn", *sys.argv[2:]]))
 """
 
 # Tokenizes one file into a cache and prints the process's peak RSS in MiB.
+# VmHWM, not ru_maxrss: Linux carries a process's ru_maxrss over from before its exec, so a child
+# spawned by a large parent (pytest late in a run) would report the parent's peak as its own.
 TOKENIZE_AND_MEASURE = """
-import resource, sys
+import sys
 from pathlib import Path
 from ghostwrite.training.tokens import prepare
 corpus, data = prepare([sys.argv[1]], cache_dir=Path(sys.argv[2]))
 assert len(data.tokens) == corpus.tokens
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+status = Path("/proc/self/status").read_text()
+print(int(status.split("VmHWM:")[1].split()[0]) // 1024)
 """
 
 
